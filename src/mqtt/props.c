@@ -411,6 +411,20 @@ size_t moat_mqtt_props_size(const struct moat_mqtt_props *pr, unsigned where)
 	return count.len;
 }
 
+int moat_mqtt_props_encode(const struct moat_mqtt_props *pr, unsigned where, uint8_t *buf,
+			   size_t cap, size_t *len)
+{
+	struct wr w = {buf, cap, 0, false};
+	size_t n = 0;
+
+	if (moat_mqtt_props_put(&w, pr, where) < 0)
+		return MOAT_EINVAL;
+	if (wr_finish(&w, &n) < 0)
+		return w.bad ? MOAT_EINVAL : MOAT_ENOSPC;
+	*len = n;
+	return 0;
+}
+
 int moat_mqtt_props_put_user(uint8_t *buf, size_t cap, size_t *len, struct moat_slice key,
 			     struct moat_slice value)
 {

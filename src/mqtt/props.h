@@ -128,6 +128,14 @@ int moat_mqtt_props_decode(const uint8_t *p, size_t n, unsigned where, bool stri
 size_t moat_mqtt_props_size(const struct moat_mqtt_props *pr, unsigned where);
 
 /*
+ * Encodes the property block of pr for packet `where` (length prefix
+ * included) into buf[0..cap). Returns 0 and sets *len, MOAT_ENOSPC, or
+ * MOAT_EINVAL as moat_mqtt_props_size would return 0.
+ */
+int moat_mqtt_props_encode(const struct moat_mqtt_props *pr, unsigned where, uint8_t *buf,
+			   size_t cap, size_t *len);
+
+/*
  * Appends a User Property (0x26 key value) / Subscription Identifier (0x0B
  * varint) entry in wire format to buf[*len..cap). Returns 0 and advances *len,
  * MOAT_ENOSPC if it does not fit, MOAT_EINVAL if key/value exceed 65535 bytes
