@@ -10,6 +10,7 @@
 # of rules serves all of them: `make check` is `make test` with SAN=1 in
 # build/asan. Source lists are explicit; a new file is added here by hand.
 
+SHELL := /bin/bash
 BUILD ?= build
 SAN ?= 0
 CC ?= cc
@@ -99,7 +100,10 @@ integration: all $(BUILD)/.deps-ok
 		MOAT_BUILD=$(abspath $(BUILD)) /usr/bin/python3 -m pytest -q tests/integration; \
 	else echo "no integration tests yet"; fi
 
-test: all unit integration
+# Unit tests first, then integration, in order even under -j.
+test: all
+	@$(MAKE) --no-print-directory unit
+	@$(MAKE) --no-print-directory integration
 
 check:
 	$(MAKE) BUILD=build/asan SAN=1 test
