@@ -1,0 +1,138 @@
+/*
+ * config.h - moatd's configuration: Mosquitto's file syntax, read through a
+ * directive table.
+ *
+ * A config file is lines of `directive value...`; `#` starts a comment line;
+ * blank lines are ignored. `listener PORT [ADDRESS]` opens a listener block:
+ * listener-scoped directives after it apply to that listener, while the same
+ * directives before the first listener set the default every listener starts
+ * from. Global directives may appear anywhere. `include_dir DIR` reads every
+ * DIR/*.conf in alphabetical order at that point.
+ *
+ * Every directive Mosquitto 2.0 documents is known: the ones moat supports
+ * are read with their Mosquitto meaning; the rest are refused with the file,
+ * the line and why (never ignored). An unknown directive, a bad value or a
+ * value out of bounds is refused the same way.
+ */
+#ifndef MOAT_CONFIG_CONFIG_H
+#define MOAT_CONFIG_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define MOAT_CONFIG_MAX_LISTENERS 64
+
+enum moat_listener_proto { MOAT_PROTO_MQTT = 0, MOAT_PROTO_WEBSOCKETS = 1 };
+enum moat_socket_domain { MOAT_DOMAIN_ANY = 0, MOAT_DOMAIN_IPV4 = 4, MOAT_DOMAIN_IPV6 = 6 };
+
+/* Log destinations and types are bit masks. */
+enum {
+	MOAT_LOGDEST_STDERR = 1 << 0,
+	MOAT_LOGDEST_STDOUT = 1 << 1,
+	MOAT_LOGDEST_FILE = 1 << 2,
+	MOAT_LOGDEST_SYSLOG = 1 << 3,
+};
+enum {
+	MOAT_LOG_DEBUG = 1 << 0,
+	MOAT_LOG_ERROR = 1 << 1,
+	MOAT_LOG_WARNING = 1 << 2,
+	MOAT_LOG_NOTICE = 1 << 3,
+	MOAT_LOG_INFORMATION = 1 << 4,
+	MOAT_LOG_SUBSCRIBE = 1 << 5,
+	MOAT_LOG_UNSUBSCRIBE = 1 << 6,
+	MOAT_LOG_WEBSOCKETS = 1 << 7,
+	MOAT_LOG_ALL = 0xFF,
+};
+
+/* Settings a listener carries; the defaults block and each listener hold one. */
+struct moat_listener_conf {
+	char *address;            /* bind address or host; NULL = all addresses */
+	uint16_t port;
+	uint8_t protocol;         /* enum moat_listener_proto */
+	uint8_t socket_domain;    /* enum moat_socket_domain */
+	int allow_anonymous;      /* -1 unset (see moat_config_load), 0 false, 1 true */
+	int32_t max_connections;  /* -1 = unlimited */
+	char *mount_point;        /* NULL = none */
+	const char *file;         /* where the listener line was (for messages) */
+	int line;
+};
+
+struct moat_config {
+	/* listeners */
+	struct moat_listener_conf defaults;    /* listener settings before any listener line */
+	struct moat_listener_conf listeners[MOAT_CONFIG_MAX_LISTENERS];
+	int n_listeners;
+
+	/* sessions and delivery (Mosquitto names and meanings) */
+	uint32_t max_inflight_messages;  /* 0 = unlimited; default 20 */
+	uint64_t max_inflight_bytes;     /* 0 = unlimited */
+	uint32_t max_queued_messages;    /* 0 = unlimited; default 1000 */
+	uint64_t max_queued_bytes;       /* 0 = unlimited */
+	bool queue_qos0_messages;        /* default false */
+	uint32_t max_packet_size;        /* 0 = protocol maximum */
+	uint32_t message_size_limit;     /* payload bytes; 0 = no limit */
+	uint16_t max_keepalive;          /* default 65535 */
+	uint16_t max_topic_alias;        /* default 10 */
+	uint8_t max_qos;                 /* default 2 */
+	bool retain_available;           /* default true */
+	bool allow_zero_length_clientid; /* default true */
+	char *auto_id_prefix;            /* default "auto-" */
+	bool upgrade_outgoing_qos;       /* default false */
+	int64_t persistent_client_expiration; /* seconds; 0 = never */
+	uint32_t sys_interval;           /* seconds; 0 = off; default 10 */
+	bool set_tcp_nodelay;            /* default true (Mosquitto: false) */
+
+	/* moat's own */
+	uint32_t workers;                /* worker threads; 0 = one per core */
+	uint32_t connect_timeout;        /* seconds to send CONNECT; default 10 */
+	uint32_t preauth_max_packet_size; /* packet limit before CONNECT is accepted; default 65536 */
+	uint64_t memory_limit;           /* ceiling on queued/inflight message memory; 0 = none */
+	uint32_t max_subscriptions_per_client; /* 0 = unlimited */
+
+	/* process */
+	char *pid_file;
+	char *user;                      /* drop privileges to this user if started as root */
+	unsigned log_dest;               /* MOAT_LOGDEST_* */
+	char *log_file;                  /* for MOAT_LOGDEST_FILE */
+	unsigned log_type;               /* MOAT_LOG_* */
+	bool log_timestamp;              /* default true */
+	char *log_timestamp_format;      /* strftime format; NULL = ISO 8601 UTC */
+	bool connection_messages;        /* default true */
+};
+
+/* Sets every field to its default. No listener is configured. */
+void moat_config_defaults(struct moat_config *c);
+
+/*
+ * Reads the file at path into c (which moat_config_defaults initialised).
+ * Returns 0, or MOAT_ECONFIG with a message "FILE:LINE: why" in err[0..errlen),
+ * or MOAT_EIO if the file cannot be read (message says which and why).
+ * After a successful load, each listener's unset allow_anonymous is taken
+ * from the defaults block, or false if that is unset too.
+ */
+int moat_config_load(struct moat_config *c, const char *path, char *err, size_t errlen);
+
+/*
+ * Parses configuration text held in memory (for tests): the same rules as a
+ * file; `file` names it in messages. include_dir is relative to the cwd.
+ */
+int moat_config_parse(struct moat_config *c, const char *text, const char *file, char *err,
+		      size_t errlen);
+
+/* Adds the listener moatd uses with no config: 127.0.0.1:1883, anonymous allowed. */
+int moat_config_add_default_listener(struct moat_config *c, uint16_t port);
+
+/*
+ * For SIGHUP: copies into live every reload-safe setting of fresh (the
+ * directive table marks which), and writes into msg a list of the settings
+ * that differ but need a restart (empty string if none). Returns the number
+ * of such settings.
+ */
+int moat_config_apply_reload(struct moat_config *live, const struct moat_config *fresh,
+			     char *msg, size_t msglen);
+
+/* Frees every string c owns. c may be reused after moat_config_defaults. */
+void moat_config_free(struct moat_config *c);
+
+#endif
