@@ -275,7 +275,7 @@ static int dec_publish(struct dec *d, struct moat_mqtt_packet *p)
 		return d->f->code;
 	if (props(d, MOAT_MQTT_PUBLISH, &m->props) < 0)
 		return d->f->code;
-	if (d->opts->from_client && m->props.subid_count)
+	if (d->opts->from_client && moat_mqtt_props_has(&m->props, MOAT_PROP_SUBSCRIPTION_IDENTIFIER))
 		return protocol(d, "MQTT-3.3.4-6", "Subscription Identifier in a PUBLISH from a client");
 	if (m->topic.len == 0) {
 		if (!v5(d))
@@ -470,7 +470,8 @@ int moat_mqtt_header_check(uint8_t header, struct moat_mqtt_fault *fault)
 		return 0;
 	}
 	if (type == MOAT_MQTT_PUBREL || type == MOAT_MQTT_SUBSCRIBE || type == MOAT_MQTT_UNSUBSCRIBE) {
-		if (flags != 0x02)
+		/* 0x0A: MQTT 3.1 set DUP on retries of these; moat_mqtt_decode allows it in 3.1 only. */
+		if (flags != 0x02 && flags != 0x0A)
 			return moat_mqtt_fail(fault, MOAT_EMALFORMED, "MQTT-2.1.3-1",
 					      "fixed header flags must be 0010");
 	} else if (flags != 0) {
@@ -494,6 +495,9 @@ int moat_mqtt_decode(const struct moat_mqtt_decode_opts *opts, uint8_t header,
 	if (header >> 4 != MOAT_MQTT_CONNECT && d.version == 0)
 		return moat_mqtt_fail(fault, MOAT_EPROTOCOL, "MQTT-3.1.0-1",
 				      "first packet is not CONNECT");
+	if ((header & 0x0F) == 0x0A && header >> 4 != MOAT_MQTT_PUBLISH && d.version != MOAT_MQTT_V31)
+		return moat_mqtt_fail(fault, MOAT_EMALFORMED, "MQTT-2.1.3-1",
+				      "fixed header flags must be 0010");
 	if (header >> 4 != MOAT_MQTT_CONNECT && d.version < dc->min_version)
 		return moat_mqtt_fail(fault, MOAT_EMALFORMED, "MQTT-2.1.2-1",
 				      "packet type reserved in this protocol version");

@@ -156,7 +156,7 @@ int moat_mqtt_framer_next(struct moat_mqtt_framer *f, struct moat_mqtt_frame *ou
 	if (rc <= 0)
 		return rc;
 	if (hlen + rem > f->max_packet)
-		return moat_mqtt_fail(fault, MOAT_ETOOBIG, "MQTT-3.1.2-24",
+		return moat_mqtt_fail(fault, MOAT_ETOOBIG, NULL,
 				      "packet larger than the maximum packet size");
 	if (avail < hlen + rem)
 		return 0;

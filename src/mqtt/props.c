@@ -318,6 +318,15 @@ bool moat_mqtt_props_next_user(struct moat_mqtt_prop_iter *it, struct moat_slice
 	return false;
 }
 
+bool moat_mqtt_props_next_raw(struct moat_mqtt_prop_iter *it, uint32_t *id,
+			      struct moat_slice *raw)
+{
+	struct moat_slice s, s2;
+	uint32_t num;
+
+	return next_entry(it, id, &num, &s, &s2, raw);
+}
+
 bool moat_mqtt_props_next_subid(struct moat_mqtt_prop_iter *it, uint32_t *subid)
 {
 	struct moat_slice s, s2, raw;

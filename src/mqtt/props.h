@@ -77,8 +77,8 @@ struct moat_mqtt_props {
 	uint8_t wildcard_sub_available;
 	uint8_t sub_id_available;
 	uint8_t shared_sub_available;
-	uint16_t user_count;  /* User Property entries in multi */
-	uint16_t subid_count; /* Subscription Identifier entries in multi */
+	uint32_t user_count;  /* User Property entries in multi */
+	uint32_t subid_count; /* Subscription Identifier entries in multi */
 	struct moat_slice content_type;
 	struct moat_slice response_topic;
 	struct moat_slice correlation_data;
@@ -156,6 +156,14 @@ void moat_mqtt_props_iter(const struct moat_mqtt_props *pr, struct moat_mqtt_pro
 /* Returns true and the next User Property, or false at the end. */
 bool moat_mqtt_props_next_user(struct moat_mqtt_prop_iter *it, struct moat_slice *key,
 			       struct moat_slice *value);
+
+/*
+ * Returns true and the next entry of any kind: its identifier and its raw
+ * wire bytes (identifier included), or false at the end. For copying a block
+ * while leaving some properties out.
+ */
+bool moat_mqtt_props_next_raw(struct moat_mqtt_prop_iter *it, uint32_t *id,
+			      struct moat_slice *raw);
 
 /* Returns true and the next Subscription Identifier, or false at the end. */
 bool moat_mqtt_props_next_subid(struct moat_mqtt_prop_iter *it, uint32_t *id);
