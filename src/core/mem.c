@@ -7,6 +7,7 @@
  */
 #include "core/mem.h"
 
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,20 +35,39 @@ static void raise_peak(struct moat_mem *m, size_t now)
 		;
 }
 
-/* Returns 0 if n bytes were reserved on m and every parent, -1 otherwise. */
+/* Reserves n bytes on one account unless that would pass its limit. */
+static bool reserve(struct moat_mem *a, size_t n, size_t *after)
+{
+	size_t before = atomic_load_explicit(&a->used, memory_order_relaxed);
+
+	do {
+		if (before + n < before || (a->limit && before + n > a->limit))
+			return false;
+	} while (!atomic_compare_exchange_weak_explicit(&a->used, &before, before + n,
+							memory_order_relaxed, memory_order_relaxed));
+	*after = before + n;
+	return true;
+}
+
+/*
+ * Returns 0 if n bytes were reserved on m and every parent, -1 otherwise.
+ * A compare-and-swap per level means `used` never shows more than is held,
+ * so one thread's refused request cannot make another's fitting one fail.
+ * Peaks are raised only once every level has accepted.
+ */
 static int charge(struct moat_mem *m, size_t n)
 {
 	struct moat_mem *a;
+	size_t after;
 
 	for (a = m; a; a = a->parent) {
-		size_t before = atomic_fetch_add_explicit(&a->used, n, memory_order_relaxed);
-		if (before + n < before || (a->limit && before + n > a->limit)) {
-			atomic_fetch_sub_explicit(&a->used, n, memory_order_relaxed);
+		if (!reserve(a, n, &after)) {
 			uncharge(m, n, a);
 			return -1;
 		}
-		raise_peak(a, before + n);
 	}
+	for (a = m; a; a = a->parent)
+		raise_peak(a, atomic_load_explicit(&a->used, memory_order_relaxed));
 	return 0;
 }
 

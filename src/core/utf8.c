@@ -95,8 +95,8 @@ enum moat_utf8_result moat_utf8_check(const uint8_t *p, size_t n, unsigned flags
 			i += len;
 		}
 		if (c == 0) {
-			if (!(flags & MOAT_UTF8_ALLOW_NUL) && worst < MOAT_UTF8_NUL)
-				worst = MOAT_UTF8_NUL;
+			if (!(flags & MOAT_UTF8_ALLOW_NUL))
+				worst = MOAT_UTF8_NUL; /* beats DISCOURAGED; ILLFORMED returns at once */
 		} else if (!(flags & MOAT_UTF8_ALLOW_DISCOURAGED) && worst == MOAT_UTF8_OK &&
 			   discouraged(c)) {
 			worst = MOAT_UTF8_DISCOURAGED;

@@ -99,14 +99,17 @@ int moat_mqtt_framer_space(struct moat_mqtt_framer *f, uint8_t **p, size_t *n)
 	size_t unread = f->end - f->start;
 	size_t want = pending_packet_size(f);
 	size_t need = f->buf ? f->cap : f->chunk;
+	/* A big packet has gone and only small bytes are left: give its memory back. */
+	bool shrink = f->cap > 4 * f->chunk && unread < f->chunk && want <= f->chunk;
 
-	if (f->start && (f->cap - f->end < f->chunk / 2 || want > f->cap - f->start)) {
+	if (f->start &&
+	    (shrink || f->cap - f->end < f->chunk / 2 || want > f->cap - f->start)) {
 		memmove(f->buf, f->buf + f->start, unread);
 		f->start = 0;
 		f->end = unread;
 	}
-	if (unread == 0 && f->cap > 4 * f->chunk)
-		need = f->chunk; /* a big packet has gone: give its memory back */
+	if (shrink)
+		need = f->chunk;
 	if (want > need)
 		need = want;
 	if (f->end == need)
