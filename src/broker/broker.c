@@ -1,0 +1,226 @@
+/*
+ * broker.c - the broker's life: make it (listeners, shared stores, workers),
+ * run the main thread (signals, $SYS), stop it in order, free it.
+ *
+ * The main thread owns no connection. It waits on a signalfd and a timerfd:
+ * SIGTERM/SIGINT stop the broker, SIGHUP reloads what can be reloaded, and
+ * the timer publishes $SYS topics through the workers' inboxes.
+ */
+#include "broker/broker.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+#include "broker/internal.h"
+#include "broker/sys.h"
+#include "core/clock.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "net/listen.h"
+
+static int open_listeners(struct moat_broker *b, char *err, size_t errlen)
+{
+	int i;
+
+	for (i = 0; i < b->conf->n_listeners; i++) {
+		const struct moat_listener_conf *lc = &b->conf->listeners[i];
+		struct moat_listener *l = &b->listeners[i];
+		int n;
+
+		if (lc->protocol != MOAT_PROTO_MQTT) {
+			snprintf(err, errlen, "%s:%d: listener: websockets are not supported yet",
+				 lc->file ? lc->file : "?", lc->line);
+			return MOAT_ECONFIG;
+		}
+		n = moat_listen_tcp(lc->address, lc->port, lc->socket_domain, l->fds, 4, err, errlen);
+		if (n < 0)
+			return n;
+		l->nfds = n;
+		l->conf = lc;
+		l->allow_anonymous = lc->allow_anonymous == 1;
+		atomic_init(&l->connections, 0);
+		b->nlisteners++;
+		moat_log(MOAT_LOG_LVL_NOTICE, "listening address=%s port=%u anonymous=%s",
+			 lc->address ? lc->address : "*", lc->port,
+			 l->allow_anonymous ? "allowed" : "refused");
+	}
+	return 0;
+}
+
+static int worker_count(const struct moat_config *c)
+{
+	long n = c->workers ? (long)c->workers : sysconf(_SC_NPROCESSORS_ONLN);
+
+	if (n < 1)
+		n = 1;
+	return n > MAX_WORKERS ? MAX_WORKERS : (int)n;
+}
+
+int moat_broker_new(struct moat_config *c, struct moat_broker **out, char *err, size_t errlen)
+{
+	struct moat_broker *b = calloc(1, sizeof(*b));
+	int i, rc = MOAT_ENOMEM;
+
+	if (!b)
+		return MOAT_ENOMEM;
+	b->conf = c;
+	b->started_at = moat_wall_s();
+	atomic_init(&b->next_session_id, 1);
+	moat_mem_init(&b->msg_mem, c->memory_limit, NULL);
+	moat_mem_init(&b->conn_mem, 0, NULL);
+	b->subs = moat_subs_new(NULL, session_online);
+	b->retain = moat_retain_new(NULL);
+	if (!b->subs || !b->retain)
+		goto fail;
+	rc = open_listeners(b, err, errlen);
+	if (rc < 0)
+		goto fail;
+	b->nworkers = worker_count(c);
+	pthread_barrier_init(&b->stop_barrier, NULL, (unsigned)b->nworkers);
+	rc = MOAT_ENOMEM;
+	for (i = 0; i < b->nworkers; i++)
+		if (!(b->workers[i] = worker_new(b, i)))
+			goto fail;
+	*out = b;
+	return 0;
+fail:
+	if (rc == MOAT_ENOMEM)
+		snprintf(err, errlen, "out of memory");
+	moat_broker_free(b);
+	return rc;
+}
+
+int moat_broker_start(struct moat_broker *b)
+{
+	int i;
+
+	for (i = 0; i < b->nworkers; i++)
+		if (worker_start(b->workers[i]) < 0)
+			return MOAT_EIO;
+	moat_log(MOAT_LOG_LVL_NOTICE, "started version=%s workers=%d", MOAT_VERSION, b->nworkers);
+	return 0;
+}
+
+static void reload(struct moat_broker *b, const char *path)
+{
+	struct moat_config fresh;
+	char err[512], msg[512];
+	int n;
+
+	if (!path) {
+		moat_log(MOAT_LOG_LVL_NOTICE, "reload skipped reason=\"no config file\"");
+		return;
+	}
+	moat_config_defaults(&fresh);
+	if (moat_config_load(&fresh, path, err, sizeof(err)) < 0) {
+		moat_log(MOAT_LOG_LVL_ERROR, "reload_failed reason=\"%s\"", err);
+		moat_config_free(&fresh);
+		return;
+	}
+	n = moat_config_apply_reload(b->conf, &fresh, msg, sizeof(msg));
+	moat_config_free(&fresh);
+	if (n)
+		moat_log(MOAT_LOG_LVL_WARNING, "reload_partial need_restart=\"%s\"", msg);
+	else
+		moat_log(MOAT_LOG_LVL_NOTICE, "reloaded file=%s", path);
+}
+
+static int setup_fds(const struct moat_broker *b, int *sfd, int *tfd)
+{
+	sigset_t set;
+	struct itimerspec its = {{0, 0}, {0, 0}};
+	uint32_t iv = b->conf->sys_interval;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
+	*sfd = signalfd(-1, &set, SFD_CLOEXEC);
+	*tfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC);
+	if (*sfd < 0 || *tfd < 0)
+		return MOAT_EIO;
+	if (iv) {
+		its.it_interval.tv_sec = iv;
+		its.it_value.tv_sec = iv;
+		timerfd_settime(*tfd, 0, &its, NULL);
+	}
+	return 0;
+}
+
+int moat_broker_run(struct moat_broker *b, const char *config_path)
+{
+	struct moat_sys *sys = moat_sys_new(b);
+	int sfd, tfd, rc = setup_fds(b, &sfd, &tfd);
+
+	if (rc < 0 || !sys)
+		goto done;
+	if (b->conf->sys_interval)
+		moat_sys_publish(sys);
+	for (;;) {
+		struct pollfd p[2] = {{sfd, POLLIN, 0}, {tfd, POLLIN, 0}};
+		struct signalfd_siginfo si;
+		uint64_t ticks;
+
+		if (poll(p, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			rc = MOAT_EIO;
+			break;
+		}
+		if ((p[1].revents & POLLIN) && read(tfd, &ticks, sizeof(ticks)) > 0)
+			moat_sys_publish(sys);
+		if (!(p[0].revents & POLLIN) || read(sfd, &si, sizeof(si)) != sizeof(si))
+			continue;
+		if (si.ssi_signo == SIGHUP) {
+			reload(b, config_path);
+			continue;
+		}
+		moat_log(MOAT_LOG_LVL_NOTICE, "stopping signal=%s",
+			 si.ssi_signo == SIGINT ? "SIGINT" : "SIGTERM");
+		break;
+	}
+done:
+	moat_sys_free(sys);
+	if (sfd >= 0)
+		close(sfd);
+	if (tfd >= 0)
+		close(tfd);
+	return rc;
+}
+
+void moat_broker_stop(struct moat_broker *b)
+{
+	int i;
+
+	atomic_store(&b->stopping, true);
+	for (i = 0; i < b->nworkers; i++)
+		worker_stop(b->workers[i]);
+	for (i = 0; i < b->nworkers; i++)
+		worker_join(b->workers[i]);
+	moat_log(MOAT_LOG_LVL_NOTICE, "stopped");
+}
+
+void moat_broker_free(struct moat_broker *b)
+{
+	int i, k;
+
+	if (!b)
+		return;
+	for (i = 0; i < b->nworkers; i++)
+		worker_free(b->workers[i]);
+	if (b->nworkers)
+		pthread_barrier_destroy(&b->stop_barrier);
+	for (i = 0; i < b->nlisteners; i++)
+		for (k = 0; k < b->listeners[i].nfds; k++)
+			close(b->listeners[i].fds[k]);
+	moat_subs_free(b->subs);
+	moat_retain_free(b->retain);
+	free(b);
+}

@@ -1,0 +1,669 @@
+/*
+ * conn.c - a client connection: reading and framing, the output queue, the
+ * hand-written PUBLISH encoder of the delivery hot path, closing.
+ *
+ * Output is a list of segments: header bytes in one growing buffer, each
+ * optionally followed by the payload of a shared message (held by
+ * reference). Small payloads are copied next to their header instead, which
+ * is cheaper than an extra iovec. Everything queued in a loop turn goes out
+ * in writev() calls from the worker's before-sleep hook, so a connection
+ * costs one system call per turn however many packets it was sent.
+ *
+ * A connection is never freed inside one of its own callbacks: conn_close()
+ * marks it and moves it to the worker's closing list, and the before-sleep
+ * hook flushes what it can and frees it (deferred close).
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "broker/internal.h"
+#include "core/error.h"
+#include "core/log.h"
+
+#define INLINE_PAYLOAD 256          /* payloads up to this are copied, not referenced */
+#define CONGESTED_BYTES (4u << 20)  /* queued output that stops QoS 0 sends and reading */
+#define READ_ROUNDS 4               /* reads per readiness event, for fairness */
+
+static void on_io(struct moat_loop *loop, struct moat_io *io, unsigned events);
+
+/* ---- logging helpers ---- */
+
+static const char *cid(const struct moat_conn *c, char *buf, unsigned cap)
+{
+	if (!c->session)
+		return strcpy(buf, "-");
+	return moat_log_quote(buf, cap, c->session->client_id, (unsigned)c->session->client_id_len);
+}
+
+static void format_addr(const struct sockaddr_storage *sa, char *out, size_t cap)
+{
+	char host[INET6_ADDRSTRLEN] = "?";
+	unsigned port = 0;
+
+	if (sa->ss_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+		inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+		port = ntohs(in->sin_port);
+		snprintf(out, cap, "%s:%u", host, port);
+	} else if (sa->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+		inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+		port = ntohs(in6->sin6_port);
+		snprintf(out, cap, "[%s]:%u", host, port);
+	} else {
+		snprintf(out, cap, "unix");
+	}
+}
+
+/* ---- life ---- */
+
+struct moat_conn *conn_new(struct moat_worker *w, int fd, struct moat_listener *l,
+			   const struct sockaddr_storage *sa)
+{
+	struct moat_conn *c = calloc(1, sizeof(*c));
+	int one = 1;
+
+	if (!c)
+		return NULL;
+	c->io.fd = fd;
+	c->io.cb = on_io;
+	c->listener = l;
+	c->state = C_NEW;
+	format_addr(sa, c->addr, sizeof(c->addr));
+	moat_mqtt_framer_init(&c->in, &w->b->conn_mem, 0, w->b->conf->preauth_max_packet_size);
+	moat_map_init(&c->alias_out, NULL);
+	c->connected_at = worker_now(w);
+	c->last_rx = c->connected_at;
+	c->deadline = c->connected_at + (int64_t)w->b->conf->connect_timeout * 1000;
+	c->client_max_packet = MOAT_MQTT_MAX_PACKET;
+	c->client_receive_max = 65535;
+	if (w->b->conf->set_tcp_nodelay)
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	conn_attach(w, c);
+	return c;
+}
+
+/* Puts c on worker w's list and loop. */
+void conn_attach(struct moat_worker *w, struct moat_conn *c)
+{
+	c->w = w;
+	c->prev = NULL;
+	c->next = w->conns;
+	if (w->conns)
+		w->conns->prev = c;
+	w->conns = c;
+	w->nconns++;
+	if (moat_loop_add(w->loop, &c->io, MOAT_EV_READ) < 0)
+		conn_close(c, "cannot watch socket");
+}
+
+static void unlink_conn(struct moat_conn *c)
+{
+	struct moat_worker *w = c->w;
+
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		w->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	w->nconns--;
+	c->prev = c->next = NULL;
+}
+
+/* Takes c off its worker (for handing it to another); its output must be empty. */
+void conn_detach(struct moat_conn *c)
+{
+	moat_loop_del(c->w->loop, &c->io);
+	unlink_conn(c);
+	c->w = NULL;
+}
+
+static void out_free(struct out *o)
+{
+	size_t i;
+
+	for (i = o->first; i < o->nseg; i++)
+		moat_msg_unref(o->seg[i].msg);
+	free(o->buf);
+	free(o->seg);
+	memset(o, 0, sizeof(*o));
+}
+
+static void free_aliases(struct moat_conn *c)
+{
+	size_t pos = 0;
+	void *v;
+
+	if (c->alias_in) {
+		for (unsigned i = 0; i <= c->w->b->conf->max_topic_alias; i++)
+			free(c->alias_in[i].p);
+		free(c->alias_in);
+	}
+	while ((v = moat_map_next(&c->alias_out, &pos, NULL, NULL)))
+		free(v);
+	moat_map_free(&c->alias_out);
+}
+
+/* Called before sleeping for each closed connection: last flush, then free. */
+void conn_free(struct moat_conn *c)
+{
+	char junk[4096];
+
+	conn_flush(c);
+	/* Read what the peer sent after our last packet, so close() sends FIN, not RST. */
+	for (int i = 0; i < 16 && read(c->io.fd, junk, sizeof(junk)) > 0; i++)
+		;
+	shutdown(c->io.fd, SHUT_WR);
+	close(c->io.fd);
+	moat_mqtt_framer_free(&c->in);
+	out_free(&c->out);
+	free_aliases(c);
+	moat_msg_unref(c->will);
+	free(c);
+}
+
+/* Detaches the session from a closing connection and deals with the will. */
+static void leave_session(struct moat_conn *c)
+{
+	struct moat_session *s = c->session;
+	int64_t now = worker_now(c->w);
+	bool ends;
+
+	s->conn = NULL;
+	atomic_store(&s->online, false);
+	ends = s->expiry == 0;
+	if (!ends && s->expiry != SESSION_NEVER_EXPIRES)
+		s->expires_at = now + (int64_t)s->expiry * 1000;
+	if (c->will && !c->graceful) {
+		if (c->will_delay == 0 || ends) {
+			publish_will(c->w, c->will);
+		} else {
+			moat_msg_unref(s->will);
+			s->will = moat_msg_ref(c->will);
+			s->will_at = now + (int64_t)c->will_delay * 1000;
+			if (s->expiry != SESSION_NEVER_EXPIRES && s->expires_at < s->will_at)
+				s->will_at = s->expires_at;
+		}
+	}
+	if (ends)
+		session_end(s);
+	session_unref(s);
+	c->session = NULL;
+}
+
+void conn_close(struct moat_conn *c, const char *why)
+{
+	struct moat_worker *w = c->w;
+	char id[160];
+
+	if (c->state == C_CLOSING)
+		return;
+	if (c->state == C_ACTIVE) {
+		moat_log(MOAT_LOG_LVL_NOTICE, "disconnect client_id=%s addr=%s reason=\"%s\"",
+			 cid(c, id, sizeof(id)), c->addr, why);
+		STAT_ADD(&w->stats, disconnects, 1);
+		STAT_ADD(&w->stats, clients_connected, -1);
+		leave_session(c);
+	} else if (c->has_pending) {
+		/* Handed over but never handled (shutdown): nothing else to undo. */
+	}
+	atomic_fetch_sub(&c->listener->connections, 1);
+	c->state = C_CLOSING;
+	c->close_why = why;
+	moat_loop_del(w->loop, &c->io);
+	unlink_conn(c);
+	c->next = w->closing;
+	w->closing = c;
+}
+
+/* ---- output queue ---- */
+
+/* Returns room for n header bytes at the end of the buffer, or NULL. */
+static uint8_t *out_reserve(struct out *o, size_t n)
+{
+	if (o->len + n > o->cap) {
+		size_t ncap = o->cap ? o->cap : 256;
+		uint8_t *nb;
+		while (ncap < o->len + n)
+			ncap *= 2;
+		nb = realloc(o->buf, ncap);
+		if (!nb)
+			return NULL;
+		o->buf = nb;
+		o->cap = ncap;
+	}
+	return o->buf + o->len;
+}
+
+/* Appends a segment of the n bytes just written at out_reserve(), plus msg's payload. */
+static int out_commit(struct out *o, size_t n, struct moat_msg *msg)
+{
+	if (o->nseg == o->segcap) {
+		size_t ncap = o->segcap ? o->segcap * 2 : 16;
+		struct out_seg *ns = realloc(o->seg, ncap * sizeof(*ns));
+		if (!ns)
+			return MOAT_ENOMEM;
+		o->seg = ns;
+		o->segcap = ncap;
+	}
+	/* Merge with the previous header-only segment when contiguous. */
+	if (!msg && o->nseg > o->first && !o->seg[o->nseg - 1].msg &&
+	    o->seg[o->nseg - 1].off + o->seg[o->nseg - 1].len == o->len) {
+		o->seg[o->nseg - 1].len += n;
+	} else {
+		o->seg[o->nseg++] = (struct out_seg){o->len, n, msg ? moat_msg_ref(msg) : NULL};
+	}
+	o->len += n;
+	o->pending += n + (msg ? msg->payload_len : 0);
+	return 0;
+}
+
+void conn_mark_dirty(struct moat_conn *c)
+{
+	struct moat_worker *w = c->w;
+
+	if (c->dirty)
+		return;
+	if (w->ndirty == w->dirtycap) {
+		size_t ncap = w->dirtycap ? w->dirtycap * 2 : 64;
+		struct moat_conn **nd = realloc(w->dirty, ncap * sizeof(*nd));
+		if (!nd)
+			return; /* flushed when it becomes writable or at close */
+		w->dirty = nd;
+		w->dirtycap = ncap;
+	}
+	w->dirty[w->ndirty++] = c;
+	c->dirty = true;
+}
+
+bool conn_congested(const struct moat_conn *c)
+{
+	return c->out.pending > CONGESTED_BYTES;
+}
+
+int conn_send(struct moat_conn *c, const struct moat_mqtt_packet *p)
+{
+	size_t size, len;
+	uint8_t *dst;
+
+	if (c->state == C_CLOSING || moat_mqtt_encode_size(p, &size) < 0)
+		return MOAT_EINVAL;
+	if (size > c->client_max_packet)
+		return MOAT_ETOOBIG;
+	if (!(dst = out_reserve(&c->out, size)))
+		return MOAT_ENOMEM;
+	moat_mqtt_encode(p, dst, size, &len);
+	if (out_commit(&c->out, len, NULL) < 0)
+		return MOAT_ENOMEM;
+	STAT_ADD(&c->w->stats, msgs_sent, 1);
+	conn_mark_dirty(c);
+	return 0;
+}
+
+void conn_send_ack(struct moat_conn *c, uint8_t type, uint16_t id, uint8_t reason)
+{
+	struct moat_mqtt_packet p = {.type = type, .version = c->version};
+
+	p.ack.packet_id = id;
+	p.ack.reason = c->version == MOAT_MQTT_V5 ? reason : 0;
+	conn_send(c, &p);
+}
+
+/* ---- the PUBLISH encoder of the hot path ---- */
+
+static size_t vsize(uint32_t v)
+{
+	return v < 128 ? 1 : v < 16384 ? 2 : v < 2097152 ? 3 : 4;
+}
+
+static uint8_t *put_vint(uint8_t *p, uint32_t v)
+{
+	do {
+		uint8_t b = v & 0x7F;
+		v >>= 7;
+		*p++ = (uint8_t)(v ? b | 0x80 : b);
+	} while (v);
+	return p;
+}
+
+static uint8_t *put16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)(v >> 8);
+	p[1] = (uint8_t)v;
+	return p + 2;
+}
+
+/*
+ * Picks the outgoing Topic Alias for topic t: returns it and sets *known if
+ * the client already has the mapping (then the topic can be left empty), or
+ * returns 0 when no alias is free.
+ */
+static uint16_t alias_for(struct moat_conn *c, const uint8_t *t, size_t n, bool *known)
+{
+	uint16_t *a = moat_map_get(&c->alias_out, t, n);
+	uint8_t *entry;
+
+	*known = a != NULL;
+	if (a)
+		return *a;
+	if (c->alias_out_next >= c->client_alias_max)
+		return 0;
+	entry = malloc(sizeof(uint16_t) + n);
+	if (!entry)
+		return 0;
+	memcpy(entry + sizeof(uint16_t), t, n);
+	a = (uint16_t *)entry;
+	*a = ++c->alias_out_next;
+	if (moat_map_put(&c->alias_out, entry + sizeof(uint16_t), n, entry) < 0) {
+		c->alias_out_next--;
+		free(entry);
+		return 0;
+	}
+	return *a;
+}
+
+int conn_send_publish(struct moat_conn *c, struct moat_msg *msg, uint8_t qos, bool retain,
+		      bool dup, uint16_t packet_id, const uint32_t *subids, uint16_t nsubids)
+{
+	bool v5 = c->version == MOAT_MQTT_V5, known = false, inline_payload;
+	const uint8_t *topic = moat_msg_topic(msg);
+	size_t tlen = msg->topic_len, props = 0, rl, hdr, total, i;
+	uint16_t alias = 0;
+	uint32_t expiry = 0;
+	uint8_t *p;
+
+	if (c->state == C_CLOSING)
+		return MOAT_ECLOSED;
+	if (v5) {
+		if (c->client_alias_max && (alias = alias_for(c, topic, tlen, &known)) && known)
+			tlen = 0;
+		props = msg->props_len + (alias ? 3 : 0);
+		if (msg->has_expiry) {
+			expiry = moat_msg_expiry_left(msg, worker_now(c->w));
+			props += 5;
+		}
+		for (i = 0; i < nsubids; i++)
+			props += 1 + vsize(subids[i]);
+	}
+	rl = 2 + tlen + (qos ? 2 : 0) + (v5 ? vsize((uint32_t)props) + props : 0) + msg->payload_len;
+	total = 1 + vsize((uint32_t)rl) + rl;
+	if (total > c->client_max_packet) {
+		/* [MQTT-3.1.2-25]: discard it as if it had been sent. */
+		STAT_ADD(&c->w->stats, msgs_dropped, 1);
+		return MOAT_ETOOBIG;
+	}
+	inline_payload = msg->payload_len <= INLINE_PAYLOAD;
+	hdr = total - (inline_payload ? 0 : msg->payload_len);
+	if (!(p = out_reserve(&c->out, hdr)))
+		return MOAT_ENOMEM;
+	*p++ = (uint8_t)(0x30 | (dup ? 0x08 : 0) | qos << 1 | (retain ? 1 : 0));
+	p = put_vint(p, (uint32_t)rl);
+	p = put16(p, (uint16_t)tlen);
+	memcpy(p, topic, tlen);
+	p += tlen;
+	if (qos)
+		p = put16(p, packet_id);
+	if (v5) {
+		p = put_vint(p, (uint32_t)props);
+		if (msg->has_expiry) {
+			*p++ = MOAT_PROP_MESSAGE_EXPIRY_INTERVAL;
+			p[0] = (uint8_t)(expiry >> 24);
+			p[1] = (uint8_t)(expiry >> 16);
+			p[2] = (uint8_t)(expiry >> 8);
+			p[3] = (uint8_t)expiry;
+			p += 4;
+		}
+		if (alias) {
+			*p++ = MOAT_PROP_TOPIC_ALIAS;
+			p = put16(p, alias);
+		}
+		for (i = 0; i < nsubids; i++) {
+			*p++ = MOAT_PROP_SUBSCRIPTION_IDENTIFIER;
+			p = put_vint(p, subids[i]);
+		}
+		memcpy(p, moat_msg_props(msg), msg->props_len);
+		p += msg->props_len;
+	}
+	if (inline_payload && msg->payload_len) {
+		memcpy(p, moat_msg_payload(msg), msg->payload_len);
+		p += msg->payload_len;
+	}
+	if (out_commit(&c->out, hdr, inline_payload ? NULL : msg) < 0)
+		return MOAT_ENOMEM;
+	STAT_ADD(&c->w->stats, msgs_sent, 1);
+	STAT_ADD(&c->w->stats, pub_sent, 1);
+	conn_mark_dirty(c);
+	return 0;
+}
+
+/* ---- writing ---- */
+
+/* Fills iov from the pending segments; returns the count. */
+static int fill_iov(const struct out *o, struct iovec *iov, int max)
+{
+	size_t i, skip = o->first_done;
+	int n = 0;
+
+	for (i = o->first; i < o->nseg && n + 2 <= max; i++) {
+		const struct out_seg *s = &o->seg[i];
+		if (skip < s->len) {
+			iov[n].iov_base = o->buf + s->off + skip;
+			iov[n++].iov_len = s->len - skip;
+			skip = 0;
+		} else {
+			skip -= s->len;
+		}
+		if (s->msg && s->msg->payload_len) {
+			iov[n].iov_base = (void *)(moat_msg_payload(s->msg) + skip);
+			iov[n++].iov_len = s->msg->payload_len - skip;
+		}
+		skip = 0;
+	}
+	return n;
+}
+
+/* Marks n more bytes written, releasing the segments that are done. */
+static void advance(struct out *o, size_t n)
+{
+	o->pending -= n;
+	n += o->first_done;
+	while (o->first < o->nseg) {
+		struct out_seg *s = &o->seg[o->first];
+		size_t len = s->len + (s->msg ? s->msg->payload_len : 0);
+		if (n < len)
+			break;
+		n -= len;
+		moat_msg_unref(s->msg);
+		o->first++;
+	}
+	o->first_done = n;
+	if (o->first == o->nseg) {
+		o->first = o->nseg = o->len = 0;
+		o->first_done = 0;
+	}
+}
+
+void conn_flush(struct moat_conn *c)
+{
+	struct iovec iov[256];
+	struct out *o = &c->out;
+
+	while (o->first < o->nseg) {
+		int n = fill_iov(o, iov, 256);
+		ssize_t r = writev(c->io.fd, iov, n);
+
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno != EAGAIN && c->state != C_CLOSING)
+				conn_close(c, "write error");
+			if (errno != EAGAIN)
+				out_free(o);
+			break;
+		}
+		if (c->w)
+			STAT_ADD(&c->w->stats, bytes_sent, (uint64_t)r);
+		advance(o, (size_t)r);
+	}
+	if (c->state == C_CLOSING)
+		return;
+	/* Watch for writability only while output is left; read unless congested. */
+	moat_loop_mod(c->w->loop, &c->io,
+		      (o->pending ? MOAT_EV_WRITE : 0) | (conn_congested(c) ? 0 : MOAT_EV_READ));
+}
+
+/* ---- reading ---- */
+
+static void read_some(struct moat_conn *c)
+{
+	int round;
+
+	for (round = 0; round < READ_ROUNDS && c->state != C_CLOSING; round++) {
+		uint8_t *p;
+		size_t room;
+		ssize_t n;
+
+		if (moat_mqtt_framer_space(&c->in, &p, &room) < 0) {
+			conn_close(c, "out of memory for input");
+			return;
+		}
+		n = read(c->io.fd, p, room);
+		if (n == 0) {
+			conn_close(c, "connection closed by peer");
+			return;
+		}
+		if (n < 0) {
+			if (errno != EAGAIN && errno != EINTR)
+				conn_close(c, "read error");
+			return;
+		}
+		moat_mqtt_framer_commit(&c->in, (size_t)n);
+		STAT_ADD(&c->w->stats, bytes_received, (uint64_t)n);
+		c->last_rx = worker_now(c->w);
+		if (conn_process(c) < 0)
+			return; /* closed, or handed to another worker: c is not ours now */
+		if ((size_t)n < room || conn_congested(c))
+			return;
+	}
+}
+
+int conn_process(struct moat_conn *c)
+{
+	struct moat_mqtt_decode_opts opts = {0, true, true};
+	struct moat_mqtt_frame fr;
+	struct moat_mqtt_fault fault;
+	int rc;
+
+	while (c->state != C_CLOSING) {
+		struct moat_mqtt_packet pkt;
+
+		rc = moat_mqtt_framer_next(&c->in, &fr, &fault);
+		if (rc == 0)
+			break;
+		if (rc < 0) {
+			conn_fail(c, &fault);
+			return -1;
+		}
+		STAT_ADD(&c->w->stats, msgs_received, 1);
+		opts.version = c->version;
+		if (c->state == C_NEW && fr.header >> 4 != MOAT_MQTT_CONNECT) {
+			conn_close(c, "first packet is not CONNECT [MQTT-3.1.0-1]");
+			return -1;
+		}
+		if (moat_mqtt_decode(&opts, fr.header, fr.body, fr.remaining, &pkt, &fault) < 0) {
+			if (c->state == C_NEW)
+				c->version = moat_mqtt_connect_version(fr.body, fr.remaining);
+			conn_fail(c, &fault);
+			return -1;
+		}
+		/* < 0: closed, or handed over (then another thread owns c: touch nothing). */
+		if (handle_packet(c, &pkt) < 0)
+			return -1;
+	}
+	if (c->state == C_CLOSING)
+		return -1;
+	moat_mqtt_framer_shrink(&c->in);
+	return 0;
+}
+
+static void on_io(struct moat_loop *loop, struct moat_io *io, unsigned events)
+{
+	struct moat_conn *c = (struct moat_conn *)io;
+
+	(void)loop;
+	if (c->state == C_CLOSING)
+		return;
+	if (events & MOAT_EV_WRITE)
+		conn_flush(c);
+	if ((events & MOAT_EV_READ) && c->state != C_CLOSING)
+		read_some(c);
+}
+
+/* ---- refusing ---- */
+
+static void send_connack_refusal(struct moat_conn *c, const struct moat_mqtt_fault *f)
+{
+	struct moat_mqtt_packet p = {.type = MOAT_MQTT_CONNACK, .version = c->version};
+
+	if (c->version == MOAT_MQTT_V5) {
+		p.connack.reason = f->reason;
+	} else if (c->version && f->connack_v3) {
+		p.connack.reason = f->connack_v3;
+	} else {
+		return;
+	}
+	conn_send(c, &p);
+}
+
+void conn_fail(struct moat_conn *c, const struct moat_mqtt_fault *f)
+{
+	char why[192];
+
+	snprintf(why, sizeof(why), "%s%s%s%s (reason 0x%02x)", f->why, f->rule ? " [" : "",
+		 f->rule ? f->rule : "", f->rule ? "]" : "", f->reason);
+	if (c->state == C_NEW) {
+		moat_log(MOAT_LOG_LVL_NOTICE, "connect_refused addr=%s reason=\"%s\"", c->addr, why);
+		send_connack_refusal(c, f);
+		conn_close(c, f->why);
+		return;
+	}
+	moat_log(MOAT_LOG_LVL_NOTICE, "protocol_violation addr=%s reason=\"%s\"", c->addr, why);
+	conn_disconnect(c, f->reason, f->why);
+}
+
+void conn_disconnect(struct moat_conn *c, uint8_t reason, const char *why)
+{
+	if (c->state == C_ACTIVE && c->version == MOAT_MQTT_V5 && !c->disconnect_sent) {
+		struct moat_mqtt_packet p = {.type = MOAT_MQTT_DISCONNECT, .version = 5};
+		p.disconnect.reason = reason;
+		conn_send(c, &p);
+		c->disconnect_sent = true;
+	}
+	conn_close(c, why);
+}
+
+/* ---- time ---- */
+
+void conn_tick(struct moat_worker *w, int64_t now)
+{
+	struct moat_conn *c, *next;
+
+	for (c = w->conns; c; c = next) {
+		next = c->next;
+		if (c->state == C_NEW && !c->has_pending && now >= c->deadline) {
+			moat_log(MOAT_LOG_LVL_NOTICE, "connect_timeout addr=%s", c->addr);
+			conn_close(c, "no CONNECT in time");
+		} else if (c->state == C_ACTIVE && c->keepalive &&
+			   now - c->last_rx >= (int64_t)c->keepalive * 1500) {
+			conn_disconnect(c, MOAT_RC_KEEP_ALIVE_TIMEOUT, "keepalive timeout");
+		}
+	}
+}

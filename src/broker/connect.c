@@ -1,0 +1,287 @@
+/*
+ * connect.c - CONNECT: routing the connection to its client id's home
+ * worker, the decisions of MQTT 5.0 section 3.1.4 (refusal, session
+ * takeover, clean start or resumption), and the CONNACK.
+ *
+ *   accepting worker                      home worker (hash of client id)
+ *   ----------------                      -------------------------------
+ *   CONNECT decoded                 -->   handle_connect: refuse, or
+ *   client id assigned if empty            take over the old connection,
+ *   home == us ? handle : hand over        start or resume the session,
+ *                                          CONNACK, resend what is in flight
+ */
+#include <stdio.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "broker/internal.h"
+#include "core/error.h"
+#include "core/log.h"
+
+/* Refuses the CONNECT with a 5.0 reason (mapped for 3.x) and closes. */
+static void refuse(struct moat_conn *c, uint8_t reason, const char *why)
+{
+	struct moat_mqtt_packet p = {.type = MOAT_MQTT_CONNACK, .version = c->version};
+
+	p.connack.reason = c->version == MOAT_MQTT_V5 ? reason : moat_mqtt_reason_to_connack_v3(reason);
+	if (reason == MOAT_RC_CLIENT_IDENTIFIER_NOT_VALID && c->version != MOAT_MQTT_V5)
+		p.connack.reason = MOAT_CONNACK_IDENTIFIER_REJECTED;
+	conn_send(c, &p);
+	moat_log(MOAT_LOG_LVL_NOTICE, "connect_refused addr=%s reason=\"%s\" code=0x%02x", c->addr,
+		 why, p.connack.reason);
+	conn_close(c, why);
+}
+
+/* Gives an empty client id a fresh one (MQTT 5.0 3.1.3.1, 3.1.1 [MQTT-3.1.3-6]). */
+static int assign_id(struct moat_conn *c, struct moat_mqtt_connect *cn)
+{
+	const struct moat_config *conf = c->w->b->conf;
+	static const char hex[] = "0123456789abcdef";
+	uint8_t rnd[12];
+	int n;
+
+	if (!conf->allow_zero_length_clientid)
+		return -1;
+	if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
+		return -1;
+	n = snprintf(c->assigned_id, sizeof(c->assigned_id) - 2 * sizeof(rnd), "%s",
+		     conf->auto_id_prefix ? conf->auto_id_prefix : "auto-");
+	if (n < 0)
+		return -1;
+	for (size_t i = 0; i < sizeof(rnd); i++) {
+		c->assigned_id[n++] = hex[rnd[i] >> 4];
+		c->assigned_id[n++] = hex[rnd[i] & 15];
+	}
+	c->assigned_id[n] = 0;
+	cn->client_id.p = (const uint8_t *)c->assigned_id;
+	cn->client_id.len = (size_t)n;
+	c->id_assigned = true;
+	return 0;
+}
+
+int connect_route(struct moat_conn *c, struct moat_mqtt_packet *p)
+{
+	struct moat_mqtt_connect *cn = &p->connect;
+	struct moat_worker *home;
+
+	c->version = cn->version;
+	if (cn->client_id.len == 0 && assign_id(c, cn) < 0) {
+		refuse(c, MOAT_RC_CLIENT_IDENTIFIER_NOT_VALID, "empty client identifier not allowed");
+		return -1;
+	}
+	home = worker_home(c->w->b, cn->client_id.p, cn->client_id.len);
+	if (home == c->w)
+		return handle_connect(c, p);
+	/*
+	 * The packet's slices point into c's input buffer and c itself: both travel
+	 * with c. From the push on, c belongs to the home worker.
+	 */
+	c->pending = *p;
+	c->has_pending = true;
+	conn_detach(c);
+	worker_push_now(home, (struct item){.kind = IT_ADOPT, .conn = c});
+	return -1;
+}
+
+/* Checks the CONNECT against this listener's and the broker's rules. Returns a reason or 0. */
+static uint8_t check(struct moat_conn *c, const struct moat_mqtt_connect *cn, const char **why)
+{
+	const struct moat_config *conf = c->w->b->conf;
+
+	if (moat_mqtt_props_has(&cn->props, MOAT_PROP_AUTHENTICATION_METHOD)) {
+		*why = "unsupported authentication method";
+		return MOAT_RC_BAD_AUTHENTICATION_METHOD;
+	}
+	if (!c->listener->allow_anonymous) {
+		*why = cn->has_username ? "no authentication backend accepts this user"
+					: "anonymous access not allowed";
+		return MOAT_RC_NOT_AUTHORIZED;
+	}
+	if (c->version != MOAT_MQTT_V5 && cn->keep_alive > conf->max_keepalive) {
+		*why = "keepalive above max_keepalive";
+		return MOAT_RC_CLIENT_IDENTIFIER_NOT_VALID;
+	}
+	if (cn->will && cn->will_qos > conf->max_qos) {
+		*why = "will QoS above the server's maximum";
+		return MOAT_RC_QOS_NOT_SUPPORTED;
+	}
+	if (cn->will && cn->will_retain && !conf->retain_available) {
+		*why = "will retain not available";
+		return MOAT_RC_RETAIN_NOT_SUPPORTED;
+	}
+	return 0;
+}
+
+/* Finds, ends or makes the session for cn. Returns it (a new reference) and *present. */
+static struct moat_session *open_session(struct moat_conn *c, const struct moat_mqtt_connect *cn,
+					 bool *present)
+{
+	struct moat_worker *w = c->w;
+	struct moat_session *s = moat_map_get(&w->sessions, cn->client_id.p, cn->client_id.len);
+
+	if (s && s->conn) {
+		char id[160];
+		moat_log(MOAT_LOG_LVL_NOTICE, "session_takeover client_id=%s old_addr=%s new_addr=%s",
+			 moat_log_quote(id, sizeof(id), s->client_id, (unsigned)s->client_id_len),
+			 s->conn->addr, c->addr);
+		conn_disconnect(s->conn, MOAT_RC_SESSION_TAKEN_OVER, "session taken over");
+		s = moat_map_get(&w->sessions, cn->client_id.p, cn->client_id.len);
+	}
+	if (s && cn->clean_start) {
+		session_publish_will(s);
+		session_end(s);
+		s = NULL;
+	}
+	*present = s != NULL;
+	if (s) {
+		moat_msg_unref(s->will); /* reconnected in time: no delayed will [MQTT-3.1.3-9] */
+		s->will = NULL;
+	} else if (!(s = session_new(w, cn->client_id.p, cn->client_id.len))) {
+		return NULL;
+	}
+	session_ref(s);
+	return s;
+}
+
+static uint32_t session_expiry(const struct moat_conn *c, const struct moat_mqtt_connect *cn)
+{
+	int64_t pce = c->w->b->conf->persistent_client_expiration;
+
+	if (c->version == MOAT_MQTT_V5) {
+		if (!moat_mqtt_props_has(&cn->props, MOAT_PROP_SESSION_EXPIRY_INTERVAL))
+			return 0;
+		return cn->props.session_expiry == UINT32_MAX ? SESSION_NEVER_EXPIRES
+							      : cn->props.session_expiry;
+	}
+	if (cn->clean_start)
+		return 0;
+	return pce > 0 && pce < UINT32_MAX ? (uint32_t)pce : SESSION_NEVER_EXPIRES;
+}
+
+/* Takes the will of cn into c. Returns 0 or MOAT_ENOMEM. */
+static int keep_will(struct moat_conn *c, const struct moat_mqtt_connect *cn)
+{
+	struct moat_mqtt_publish p = {0};
+
+	if (!cn->will)
+		return 0;
+	p.qos = cn->will_qos;
+	p.retain = cn->will_retain;
+	p.payload = cn->will_payload;
+	p.props = cn->will_props;
+	c->will = moat_msg_from_publish(&c->w->b->msg_mem, &p, cn->will_topic.p, cn->will_topic.len,
+					0, worker_now(c->w));
+	c->will_delay = cn->will_props.will_delay;
+	return c->will ? 0 : MOAT_ENOMEM;
+}
+
+/* Reads the client's 5.0 limits and sets ours. */
+static void take_limits(struct moat_conn *c, const struct moat_mqtt_connect *cn)
+{
+	const struct moat_config *conf = c->w->b->conf;
+	const struct moat_mqtt_props *pr = &cn->props;
+
+	c->keepalive = cn->keep_alive;
+	if (c->version == MOAT_MQTT_V5 && c->keepalive > conf->max_keepalive)
+		c->keepalive = conf->max_keepalive;
+	c->client_receive_max = moat_mqtt_props_has(pr, MOAT_PROP_RECEIVE_MAXIMUM) ? pr->receive_maximum : 65535;
+	if (moat_mqtt_props_has(pr, MOAT_PROP_MAXIMUM_PACKET_SIZE))
+		c->client_max_packet = pr->maximum_packet_size;
+	c->client_alias_max = moat_mqtt_props_has(pr, MOAT_PROP_TOPIC_ALIAS_MAXIMUM) ? pr->topic_alias_maximum : 0;
+	c->problem_info = !moat_mqtt_props_has(pr, MOAT_PROP_REQUEST_PROBLEM_INFORMATION) ||
+			  pr->request_problem_info;
+	c->receive_max = conf->max_inflight_messages && conf->max_inflight_messages < 65535
+				 ? (uint16_t)conf->max_inflight_messages
+				 : 65535;
+	moat_mqtt_framer_set_max(&c->in, conf->max_packet_size);
+}
+
+static void send_connack(struct moat_conn *c, const struct moat_mqtt_connect *cn, bool present)
+{
+	const struct moat_config *conf = c->w->b->conf;
+	struct moat_mqtt_packet p = {.type = MOAT_MQTT_CONNACK, .version = c->version};
+	struct moat_mqtt_props *pr = &p.connack.props;
+
+	p.connack.session_present = present;
+	if (c->version == MOAT_MQTT_V5) {
+		if (c->id_assigned) {
+			pr->present |= MOAT_PROP_BIT(MOAT_PROP_ASSIGNED_CLIENT_IDENTIFIER);
+			pr->assigned_client_id = cn->client_id;
+		}
+		if (c->receive_max != 65535) {
+			pr->present |= MOAT_PROP_BIT(MOAT_PROP_RECEIVE_MAXIMUM);
+			pr->receive_maximum = c->receive_max;
+		}
+		if (conf->max_qos < 2) {
+			pr->present |= MOAT_PROP_BIT(MOAT_PROP_MAXIMUM_QOS);
+			pr->maximum_qos = conf->max_qos;
+		}
+		if (!conf->retain_available) {
+			pr->present |= MOAT_PROP_BIT(MOAT_PROP_RETAIN_AVAILABLE);
+			pr->retain_available = 0;
+		}
+		if (conf->max_packet_size) {
+			pr->present |= MOAT_PROP_BIT(MOAT_PROP_MAXIMUM_PACKET_SIZE);
+			pr->maximum_packet_size = conf->max_packet_size;
+		}
+		if (conf->max_topic_alias) {
+			pr->present |= MOAT_PROP_BIT(MOAT_PROP_TOPIC_ALIAS_MAXIMUM);
+			pr->topic_alias_maximum = conf->max_topic_alias;
+		}
+		if (c->keepalive != cn->keep_alive) {
+			pr->present |= MOAT_PROP_BIT(MOAT_PROP_SERVER_KEEP_ALIVE);
+			pr->server_keep_alive = c->keepalive;
+		}
+	}
+	conn_send(c, &p);
+}
+
+static void log_connect(struct moat_conn *c, const struct moat_mqtt_connect *cn, bool present)
+{
+	char id[160], user[160] = "-";
+
+	if (!moat_log_enabled(MOAT_LOG_LVL_NOTICE) || !c->w->b->conf->connection_messages)
+		return;
+	if (cn->has_username)
+		moat_log_quote(user, sizeof(user), cn->username.p, (unsigned)cn->username.len);
+	moat_log(MOAT_LOG_LVL_NOTICE,
+		 "connect client_id=%s addr=%s proto=%s user=%s clean=%d keepalive=%u "
+		 "session_present=%d",
+		 moat_log_quote(id, sizeof(id), cn->client_id.p, (unsigned)cn->client_id.len),
+		 c->addr, c->version == 5 ? "5.0" : c->version == 4 ? "3.1.1" : "3.1", user,
+		 cn->clean_start, c->keepalive, present);
+}
+
+int handle_connect(struct moat_conn *c, struct moat_mqtt_packet *p)
+{
+	struct moat_mqtt_connect *cn = &p->connect;
+	struct moat_worker *w = c->w;
+	const char *why = NULL;
+	uint8_t reason = check(c, cn, &why);
+	struct moat_session *s;
+	bool present;
+
+	if (reason) {
+		refuse(c, reason, why);
+		return -1;
+	}
+	if (keep_will(c, cn) < 0 || !(s = open_session(c, cn, &present))) {
+		refuse(c, MOAT_RC_SERVER_UNAVAILABLE, "out of memory");
+		return -1;
+	}
+	s->expiry = session_expiry(c, cn);
+	s->version = c->version;
+	s->conn = c;
+	atomic_store(&s->online, true);
+	c->session = s;
+	c->state = C_ACTIVE;
+	take_limits(c, cn);
+	send_connack(c, cn, present);
+	log_connect(c, cn, present);
+	STAT_ADD(&w->stats, connects, 1);
+	STAT_ADD(&w->stats, clients_connected, 1);
+	atomic_fetch_add(&w->b->clients_total, 1);
+	if (present)
+		session_resume(s);
+	return 0;
+}

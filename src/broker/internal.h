@@ -1,0 +1,330 @@
+/*
+ * internal.h - the types the broker's files share: broker, worker,
+ * connection, session, delivery. Not for use outside src/broker/.
+ *
+ * Ownership and threads, the rules everything else relies on:
+ *  - A connection belongs to one worker: only that worker's thread touches
+ *    its socket, buffers and fields. It may move once, right after its
+ *    CONNECT, to the worker that is home to its client id (see route.c).
+ *  - A session belongs to its home worker, worker[hash(client id) % W], for
+ *    its whole life, so every CONNECT for a client id lands on the same
+ *    thread and takeover needs no lock. Other threads hold session pointers
+ *    only with a reference (refs) and touch only `online` and `id`.
+ *  - The subscription index, the retained store and the statistics are the
+ *    only state shared between workers.
+ *  - A message reaches a session on another worker through that worker's
+ *    inbox: items are batched per loop turn and handed over with one lock
+ *    and one eventfd write.
+ */
+#ifndef MOAT_BROKER_INTERNAL_H
+#define MOAT_BROKER_INTERNAL_H
+
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "broker/msg.h"
+#include "broker/retain.h"
+#include "broker/subs.h"
+#include "config/config.h"
+#include "core/map.h"
+#include "core/mem.h"
+#include "event/loop.h"
+#include "mqtt/frame.h"
+#include "mqtt/packet.h"
+
+#define MOAT_VERSION "0.1.0"
+#define MAX_WORKERS 64
+#define SESSION_NEVER_EXPIRES UINT32_MAX
+
+struct moat_worker;
+struct moat_conn;
+struct listen_io;
+
+/* ---- statistics: one writer each (its worker), read by $SYS ---- */
+
+struct moat_stats {
+	atomic_uint_fast64_t msgs_received, msgs_sent, msgs_dropped;
+	atomic_uint_fast64_t bytes_received, bytes_sent;
+	atomic_uint_fast64_t pub_received, pub_sent;
+	atomic_uint_fast64_t connects, disconnects;
+	atomic_int_fast64_t clients_connected;
+	atomic_int_fast64_t sessions;
+};
+
+/* Single-writer increment: a relaxed load and store, no locked instruction. */
+#define STAT_ADD(st, field, v) \
+	atomic_store_explicit(&(st)->field, \
+			      atomic_load_explicit(&(st)->field, memory_order_relaxed) + (v), \
+			      memory_order_relaxed)
+
+/* ---- listeners ---- */
+
+struct moat_listener {
+	const struct moat_listener_conf *conf;
+	int fds[4];
+	int nfds;
+	atomic_int connections;
+	bool allow_anonymous;
+};
+
+/* ---- the broker ---- */
+
+struct moat_broker {
+	struct moat_config *conf;
+	struct moat_listener listeners[MOAT_CONFIG_MAX_LISTENERS];
+	int nlisteners;
+	struct moat_worker *workers[MAX_WORKERS];
+	int nworkers;
+	struct moat_subs *subs;
+	struct moat_retain *retain;
+	struct moat_mem msg_mem;      /* messages and queues; memory_limit */
+	struct moat_mem conn_mem;     /* connection buffers */
+	atomic_uint_fast64_t next_session_id;
+	atomic_int_fast64_t clients_total, clients_maximum;
+	atomic_bool stopping;
+	int64_t started_at;           /* wall clock seconds */
+	pthread_barrier_t stop_barrier;
+	struct moat_stats sys_stats;  /* the main thread's own ($SYS publishes) */
+};
+
+/* ---- deliveries: a message queued for or in flight to a session ---- */
+
+enum delivery_state { D_QUEUED, D_WAIT_ACK, D_WAIT_COMP };
+
+struct delivery {
+	struct delivery *next, *prev;
+	struct moat_msg *msg;
+	uint32_t *subids;     /* nsubids identifiers: &subid0, or owned when more than one */
+	uint32_t subid0;
+	uint16_t nsubids;
+	uint16_t packet_id;
+	uint8_t qos;
+	uint8_t state;        /* enum delivery_state */
+	bool retain;          /* retain flag to send */
+};
+
+struct dlist {
+	struct delivery *head, *tail;
+	uint32_t n;
+	uint64_t bytes;
+};
+
+/* ---- sessions ---- */
+
+struct sess_sub {
+	uint8_t opts;
+	uint32_t subid;
+	size_t len;
+	uint8_t filter[];
+};
+
+struct moat_session {
+	atomic_uint refs;
+	atomic_bool online;
+	uint64_t id;
+	struct moat_worker *home;
+	struct moat_conn *conn;   /* NULL when offline */
+	char *client_id;
+	size_t client_id_len;
+	uint8_t version;
+	bool dead;                /* ended: not in the registry, takes no deliveries */
+	uint32_t expiry;          /* seconds after disconnect; SESSION_NEVER_EXPIRES */
+	int64_t expires_at;       /* monotonic ms, while offline */
+	struct moat_map subs;     /* filter -> struct sess_sub */
+	struct dlist queue;       /* waiting for the inflight window or for the client */
+	struct dlist inflight;    /* sent, awaiting PUBACK / PUBREC / PUBCOMP, in send order */
+	struct moat_map inflight_ids; /* packet id -> delivery in inflight */
+	uint16_t next_packet_id;
+	/* inbound QoS 2 packet ids awaiting PUBREL: a small array, then a bitmap */
+	uint16_t *qos2_small;
+	uint16_t qos2_n;
+	uint8_t *qos2_bits;       /* 8 KiB when in use */
+	struct moat_msg *will;    /* delayed will waiting for will_at */
+	int64_t will_at;
+};
+
+/* ---- connections ---- */
+
+struct out_seg {
+	size_t off, len;          /* header bytes in out.buf */
+	struct moat_msg *msg;     /* its payload follows the header, or NULL */
+};
+
+struct out {
+	uint8_t *buf;
+	size_t len, cap;
+	struct out_seg *seg;
+	size_t nseg, segcap;
+	size_t first;             /* first segment not fully written */
+	size_t first_done;        /* bytes of it already written */
+	size_t pending;           /* bytes queued, not yet written */
+};
+
+enum conn_state { C_NEW, C_ACTIVE, C_CLOSING };
+
+struct moat_conn {
+	struct moat_io io;
+	struct moat_worker *w;
+	struct moat_conn *prev, *next;  /* the worker's list */
+	struct moat_listener *listener;
+	uint8_t state;
+	uint8_t version;
+	bool dirty;                     /* in the worker's flush list */
+	bool disconnect_sent;
+	bool graceful;                  /* DISCONNECT received: no will */
+	struct moat_mqtt_framer in;
+	struct out out;
+	struct moat_session *session;
+	char addr[64];
+	int64_t connected_at;
+	int64_t last_rx;
+	int64_t deadline;               /* connect timeout or keepalive */
+	uint16_t keepalive;
+	/* what the client accepts */
+	uint16_t client_receive_max;
+	uint32_t client_max_packet;
+	uint16_t client_alias_max;
+	bool problem_info;
+	/* what we accept */
+	uint16_t receive_max;
+	/* topic aliases, client to server: alias -> topic */
+	struct { uint8_t *p; uint16_t len; } *alias_in;
+	/* topic aliases, server to client: topic -> alias */
+	struct moat_map alias_out;
+	uint16_t alias_out_next;
+	/* will of this connection */
+	struct moat_msg *will;
+	uint32_t will_delay;
+	/* CONNECT decoded by the accepting worker, handled by the home worker */
+	struct moat_mqtt_packet pending;
+	bool has_pending;
+	char assigned_id[40];
+	bool id_assigned;
+	const char *close_why;
+};
+
+/* ---- workers ---- */
+
+enum item_kind { IT_DELIVER, IT_ADOPT };
+
+struct item {
+	uint8_t kind;
+	uint8_t qos;
+	bool retain;
+	uint16_t nsubids;
+	uint32_t subid;           /* the one identifier, when nsubids is 1 */
+	uint32_t *subids;         /* owned array when nsubids > 1 */
+	struct moat_session *s;   /* holds a reference */
+	struct moat_msg *msg;     /* holds a reference */
+	struct moat_conn *conn;   /* IT_ADOPT */
+};
+
+struct itemvec {
+	struct item *v;
+	size_t n, cap;
+};
+
+/* One target of a PUBLISH, after overlapping subscriptions are merged. */
+struct target {
+	struct moat_session *s;
+	uint8_t qos;
+	bool rap;
+	uint16_t nsubids;
+	uint32_t subid0;
+	size_t subid_off;         /* into the scratch subid array when nsubids > 1 */
+};
+
+struct moat_worker {
+	int index;
+	pthread_t thread;
+	struct moat_broker *b;
+	struct moat_loop *loop;
+	struct listen_io *listen[MOAT_CONFIG_MAX_LISTENERS * 4];
+	int nlisten;
+	struct moat_map sessions;        /* client id -> session, for sessions homed here */
+	struct moat_conn *conns;         /* every connection of this worker */
+	size_t nconns;
+	struct moat_conn **dirty;        /* connections with output to flush */
+	size_t ndirty, dirtycap;
+	struct moat_conn *closing;       /* closed, freed before sleeping */
+	pthread_mutex_t inbox_lock;
+	struct itemvec inbox;            /* filled by other threads */
+	struct itemvec work;             /* the inbox taken over, being processed */
+	struct itemvec *outbox;          /* per destination worker, flushed before sleep */
+	struct moat_stats stats;
+	/* scratch for matching one PUBLISH */
+	struct target *targets;
+	size_t ntargets, targetcap;
+	uint32_t *subids;
+	size_t nsubids, subidcap;
+	struct target **dedup;
+	size_t dedupcap;
+	bool stop;
+};
+
+/* ---- functions shared between files ---- */
+
+/* session.c */
+struct moat_session *session_new(struct moat_worker *w, const uint8_t *id, size_t n);
+void session_ref(struct moat_session *s);
+void session_unref(struct moat_session *s);
+void session_end(struct moat_session *s);
+void session_deliver(struct moat_session *s, struct moat_msg *msg, uint8_t qos, bool retain,
+		     const uint32_t *subids, uint16_t nsubids);
+void session_resume(struct moat_session *s);
+void session_fill_window(struct moat_session *s);
+int session_ack(struct moat_session *s, uint16_t id, uint8_t type);
+int session_qos2_add(struct moat_session *s, uint16_t id);
+bool session_qos2_has(struct moat_session *s, uint16_t id);
+void session_qos2_del(struct moat_session *s, uint16_t id);
+void session_tick(struct moat_worker *w, int64_t now);
+bool session_online(const struct moat_session *s);
+int session_subscribe(struct moat_session *s, const uint8_t *f, size_t n, uint8_t opts,
+		      uint32_t subid, bool *existed);
+int session_unsubscribe(struct moat_session *s, const uint8_t *f, size_t n);
+void session_publish_will(struct moat_session *s);
+
+/* conn.c */
+struct moat_conn *conn_new(struct moat_worker *w, int fd, struct moat_listener *l,
+			   const struct sockaddr_storage *sa);
+void conn_attach(struct moat_worker *w, struct moat_conn *c);
+void conn_detach(struct moat_conn *c);
+void conn_close(struct moat_conn *c, const char *why);
+void conn_fail(struct moat_conn *c, const struct moat_mqtt_fault *f);
+void conn_disconnect(struct moat_conn *c, uint8_t reason, const char *why);
+void conn_free(struct moat_conn *c);
+int conn_process(struct moat_conn *c);
+void conn_flush(struct moat_conn *c);
+void conn_mark_dirty(struct moat_conn *c);
+bool conn_congested(const struct moat_conn *c);
+int conn_send(struct moat_conn *c, const struct moat_mqtt_packet *p);
+int conn_send_publish(struct moat_conn *c, struct moat_msg *msg, uint8_t qos, bool retain,
+		      bool dup, uint16_t packet_id, const uint32_t *subids, uint16_t nsubids);
+void conn_send_ack(struct moat_conn *c, uint8_t type, uint16_t id, uint8_t reason);
+void conn_tick(struct moat_worker *w, int64_t now);
+
+/* handlers.c / connect.c */
+int handle_packet(struct moat_conn *c, struct moat_mqtt_packet *p);
+int handle_connect(struct moat_conn *c, struct moat_mqtt_packet *p);
+int connect_route(struct moat_conn *c, struct moat_mqtt_packet *p);
+
+/* publish.c */
+size_t publish_message(struct moat_worker *w, struct moat_msg *msg);
+void publish_will(struct moat_worker *w, struct moat_msg *will);
+
+/* worker.c */
+struct moat_worker *worker_new(struct moat_broker *b, int index);
+int worker_start(struct moat_worker *w);
+void worker_stop(struct moat_worker *w);
+void worker_join(struct moat_worker *w);
+void worker_free(struct moat_worker *w);
+void worker_push(struct moat_worker *from, struct moat_worker *to, struct item it);
+void worker_push_now(struct moat_worker *to, struct item it);
+struct moat_worker *worker_home(struct moat_broker *b, const uint8_t *id, size_t n);
+int64_t worker_now(const struct moat_worker *w);
+
+#endif

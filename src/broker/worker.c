@@ -1,0 +1,349 @@
+/*
+ * worker.c - a worker thread: its event loop, accepting, the inbox through
+ * which other threads hand it deliveries and connections, its timers, and
+ * its part in shutting down.
+ *
+ * Before sleeping, a worker (1) hands its batched outbox items to the other
+ * workers, one lock and at most one wake-up each, (2) writes out every
+ * connection that was given output this turn, and (3) frees the connections
+ * closed this turn.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "broker/internal.h"
+#include "core/error.h"
+#include "core/log.h"
+
+int64_t worker_now(const struct moat_worker *w)
+{
+	return w->loop ? moat_loop_now(w->loop) : 0;
+}
+
+struct moat_worker *worker_home(struct moat_broker *b, const uint8_t *id, size_t n)
+{
+	return b->workers[moat_hash(id, n) % (uint64_t)b->nworkers];
+}
+
+static bool itemvec_push(struct itemvec *v, struct item it)
+{
+	if (v->n == v->cap) {
+		size_t ncap = v->cap ? v->cap * 2 : 64;
+		struct item *nv = realloc(v->v, ncap * sizeof(*nv));
+		if (!nv)
+			return false;
+		v->v = nv;
+		v->cap = ncap;
+	}
+	v->v[v->n++] = it;
+	return true;
+}
+
+static void item_drop(struct item *it)
+{
+	if (it->kind == IT_ADOPT) {
+		close(it->conn->io.fd);
+		moat_mqtt_framer_free(&it->conn->in);
+		free(it->conn);
+		return;
+	}
+	if (it->nsubids > 1)
+		free(it->subids);
+	moat_msg_unref(it->msg);
+	session_unref(it->s);
+}
+
+void worker_push_now(struct moat_worker *to, struct item it)
+{
+	bool was_empty, ok;
+
+	pthread_mutex_lock(&to->inbox_lock);
+	was_empty = to->inbox.n == 0;
+	ok = itemvec_push(&to->inbox, it);
+	pthread_mutex_unlock(&to->inbox_lock);
+	if (!ok)
+		item_drop(&it);
+	else if (was_empty)
+		moat_loop_wake(to->loop);
+}
+
+void worker_push(struct moat_worker *from, struct moat_worker *to, struct item it)
+{
+	if (!from || !from->outbox || !itemvec_push(&from->outbox[to->index], it))
+		worker_push_now(to, it);
+}
+
+static void flush_outboxes(struct moat_worker *w)
+{
+	int i;
+
+	for (i = 0; i < w->b->nworkers; i++) {
+		struct itemvec *ob = &w->outbox[i];
+		struct moat_worker *to = w->b->workers[i];
+		bool was_empty;
+		size_t k;
+
+		if (!ob->n)
+			continue;
+		pthread_mutex_lock(&to->inbox_lock);
+		was_empty = to->inbox.n == 0;
+		for (k = 0; k < ob->n; k++)
+			if (!itemvec_push(&to->inbox, ob->v[k]))
+				break;
+		pthread_mutex_unlock(&to->inbox_lock);
+		for (; k < ob->n; k++)
+			item_drop(&ob->v[k]);
+		ob->n = 0;
+		if (was_empty)
+			moat_loop_wake(to->loop);
+	}
+}
+
+static void adopt(struct moat_worker *w, struct moat_conn *c)
+{
+	conn_attach(w, c);
+	c->has_pending = false;
+	if (c->state == C_CLOSING)
+		return;
+	if (handle_connect(c, &c->pending) == 0)
+		conn_process(c); /* packets that came right behind the CONNECT */
+}
+
+static void process_inbox(struct moat_loop *loop, void *arg)
+{
+	struct moat_worker *w = arg;
+	struct itemvec tmp;
+	size_t i;
+
+	(void)loop;
+	pthread_mutex_lock(&w->inbox_lock);
+	tmp = w->inbox;
+	w->inbox = w->work;
+	pthread_mutex_unlock(&w->inbox_lock);
+	for (i = 0; i < tmp.n; i++) {
+		struct item *it = &tmp.v[i];
+		if (it->kind == IT_ADOPT) {
+			if (w->stop)
+				item_drop(it);
+			else
+				adopt(w, it->conn);
+			continue;
+		}
+		session_deliver(it->s, it->msg, it->qos, it->retain,
+				it->nsubids > 1 ? it->subids : &it->subid, it->nsubids);
+		item_drop(it);
+	}
+	tmp.n = 0;
+	w->work = tmp;
+}
+
+static void flush_dirty(struct moat_worker *w)
+{
+	size_t i;
+
+	for (i = 0; i < w->ndirty; i++) {
+		struct moat_conn *c = w->dirty[i];
+		c->dirty = false;
+		if (c->state != C_CLOSING)
+			conn_flush(c);
+	}
+	w->ndirty = 0;
+}
+
+static void reap(struct moat_worker *w)
+{
+	while (w->closing) {
+		struct moat_conn *c = w->closing;
+		w->closing = c->next;
+		conn_free(c);
+	}
+}
+
+static void before_sleep(struct moat_loop *loop, void *arg)
+{
+	struct moat_worker *w = arg;
+
+	(void)loop;
+	flush_outboxes(w);
+	flush_dirty(w);
+	reap(w);
+}
+
+static void on_tick(struct moat_loop *loop, void *arg)
+{
+	struct moat_worker *w = arg;
+	int64_t now = moat_loop_now(loop);
+
+	conn_tick(w, now);
+	session_tick(w, now);
+}
+
+/* ---- accepting ---- */
+
+struct listen_io {
+	struct moat_io io;
+	struct moat_worker *w;
+	struct moat_listener *l;
+};
+
+static void on_accept(struct moat_loop *loop, struct moat_io *io, unsigned events)
+{
+	struct listen_io *li = (struct listen_io *)io;
+	struct moat_listener *l = li->l;
+	int i;
+
+	(void)loop;
+	(void)events;
+	for (i = 0; i < 64; i++) {
+		struct sockaddr_storage sa;
+		socklen_t len = sizeof(sa);
+		int fd = accept4(io->fd, (struct sockaddr *)&sa, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+		if (fd < 0) {
+			if (errno == EMFILE || errno == ENFILE)
+				moat_log(MOAT_LOG_LVL_WARNING, "accept_failed reason=\"%s\"", strerror(errno));
+			return;
+		}
+		if (l->conf->max_connections >= 0 &&
+		    atomic_load(&l->connections) >= l->conf->max_connections) {
+			close(fd);
+			continue;
+		}
+		atomic_fetch_add(&l->connections, 1);
+		if (!conn_new(li->w, fd, l, &sa)) {
+			atomic_fetch_sub(&l->connections, 1);
+			close(fd);
+		}
+	}
+}
+
+/* ---- thread ---- */
+
+static void close_all(struct moat_worker *w)
+{
+	int i;
+
+	for (i = 0; i < w->nlisten; i++)
+		moat_loop_del(w->loop, &w->listen[i]->io);
+	while (w->conns) {
+		struct moat_conn *c = w->conns;
+		conn_disconnect(c, MOAT_RC_SERVER_SHUTTING_DOWN, "server shutting down");
+	}
+	before_sleep(w->loop, w);
+}
+
+static void end_sessions(struct moat_worker *w)
+{
+	struct moat_session *s;
+	size_t pos;
+
+	for (;;) {
+		pos = 0;
+		s = moat_map_next(&w->sessions, &pos, NULL, NULL);
+		if (!s)
+			break;
+		session_end(s);
+	}
+}
+
+static void *worker_main(void *arg)
+{
+	struct moat_worker *w = arg;
+	struct moat_broker *b = w->b;
+
+	moat_loop_run(w->loop);
+	w->stop = true;
+	/* Phase 1: every worker closes its connections; wills cross to other workers. */
+	close_all(w);
+	pthread_barrier_wait(&b->stop_barrier);
+	/* Phase 2: take what the others sent, then end every session. */
+	process_inbox(w->loop, w);
+	before_sleep(w->loop, w);
+	pthread_barrier_wait(&b->stop_barrier);
+	process_inbox(w->loop, w);
+	end_sessions(w);
+	pthread_barrier_wait(&b->stop_barrier);
+	process_inbox(w->loop, w); /* items sent to sessions that just ended */
+	return NULL;
+}
+
+struct moat_worker *worker_new(struct moat_broker *b, int index)
+{
+	struct moat_worker *w = calloc(1, sizeof(*w));
+	int i, k;
+
+	if (!w)
+		return NULL;
+	w->b = b;
+	w->index = index;
+	pthread_mutex_init(&w->inbox_lock, NULL);
+	moat_map_init(&w->sessions, NULL);
+	w->loop = moat_loop_new();
+	w->outbox = calloc((size_t)b->nworkers, sizeof(*w->outbox));
+	if (!w->loop || !w->outbox)
+		goto fail;
+	for (i = 0; i < b->nlisteners; i++) {
+		for (k = 0; k < b->listeners[i].nfds; k++) {
+			struct listen_io *li = calloc(1, sizeof(*li));
+			if (!li)
+				goto fail;
+			w->listen[w->nlisten++] = li;
+			li->io.fd = b->listeners[i].fds[k];
+			li->io.cb = on_accept;
+			li->w = w;
+			li->l = &b->listeners[i];
+			if (moat_loop_add(w->loop, &li->io, MOAT_EV_READ | MOAT_EV_EXCLUSIVE) < 0)
+				goto fail;
+		}
+	}
+	moat_loop_set_tick(w->loop, 1000, on_tick, w);
+	moat_loop_set_before_sleep(w->loop, before_sleep, w);
+	moat_loop_set_wake(w->loop, process_inbox, w);
+	return w;
+fail:
+	worker_free(w);
+	return NULL;
+}
+
+int worker_start(struct moat_worker *w)
+{
+	return pthread_create(&w->thread, NULL, worker_main, w) == 0 ? 0 : MOAT_EIO;
+}
+
+void worker_stop(struct moat_worker *w)
+{
+	moat_loop_stop(w->loop);
+	moat_loop_wake(w->loop);
+}
+
+void worker_join(struct moat_worker *w)
+{
+	pthread_join(w->thread, NULL);
+}
+
+void worker_free(struct moat_worker *w)
+{
+	int i;
+
+	if (!w)
+		return;
+	for (i = 0; i < w->nlisten; i++)
+		free(w->listen[i]);
+	if (w->outbox)
+		for (i = 0; i < w->b->nworkers; i++)
+			free(w->outbox[i].v);
+	free(w->outbox);
+	free(w->inbox.v);
+	free(w->work.v);
+	free(w->dirty);
+	free(w->targets);
+	free(w->subids);
+	free(w->dedup);
+	moat_map_free(&w->sessions);
+	moat_loop_free(w->loop);
+	pthread_mutex_destroy(&w->inbox_lock);
+	free(w);
+}

@@ -1,0 +1,78 @@
+/*
+ * listen.c - listening sockets (see listen.h).
+ *
+ * IPv6 sockets are V6ONLY so that "every address" binds both families
+ * side by side without one stealing the other's port.
+ */
+#include "net/listen.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "core/error.h"
+
+static int open_one(const struct addrinfo *ai, char *err, size_t errlen, const char *what)
+{
+	int one = 1, fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
+				 ai->ai_protocol);
+
+	if (fd < 0)
+		goto fail;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (ai->ai_family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 1024) < 0)
+		goto fail;
+	return fd;
+fail:
+	snprintf(err, errlen, "cannot listen on %s: %s", what, strerror(errno));
+	if (fd >= 0)
+		close(fd);
+	return -1;
+}
+
+int moat_listen_tcp(const char *host, uint16_t port, int domain, int *fds, int max, char *err,
+		    size_t errlen)
+{
+	struct addrinfo hints = {0}, *res, *ai;
+	char sport[8], what[300];
+	int n = 0, rc;
+
+	err[0] = 0;
+	hints.ai_family = domain == 4 ? AF_INET : domain == 6 ? AF_INET6 : AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+	snprintf(sport, sizeof(sport), "%u", port);
+	snprintf(what, sizeof(what), "%s:%u", host ? host : "*", port);
+	rc = getaddrinfo(host, sport, &hints, &res);
+	if (rc) {
+		snprintf(err, errlen, "cannot resolve %s: %s", what, gai_strerror(rc));
+		return MOAT_EIO;
+	}
+	for (ai = res; ai && n < max; ai = ai->ai_next) {
+		int fd = open_one(ai, err, errlen, what);
+		if (fd < 0) {
+			/* "every address" on a host without IPv6 still works with IPv4 alone */
+			if (!host)
+				continue;
+			while (n)
+				close(fds[--n]);
+			freeaddrinfo(res);
+			return MOAT_EIO;
+		}
+		fds[n++] = fd;
+	}
+	freeaddrinfo(res);
+	if (!n) {
+		if (!err[0])
+			snprintf(err, errlen, "cannot listen on %s: no usable address", what);
+		return MOAT_EIO;
+	}
+	err[0] = 0;
+	return n;
+}

@@ -1,0 +1,19 @@
+/*
+ * listen.h - listening sockets.
+ */
+#ifndef MOAT_NET_LISTEN_H
+#define MOAT_NET_LISTEN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/*
+ * Opens non-blocking listening TCP sockets for host:port (host NULL = every
+ * address; domain 4 or 6 restricts the family, 0 allows both). One socket
+ * per address the host resolves to, at most max. Returns the count (>= 1)
+ * with fds filled, or a negative code with a message in err.
+ */
+int moat_listen_tcp(const char *host, uint16_t port, int domain, int *fds, int max, char *err,
+		    size_t errlen);
+
+#endif
