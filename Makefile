@@ -23,7 +23,7 @@ WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes 
 	-Wpointer-arith -Wvla -Wformat=2 -Wimplicit-fallthrough -Wundef
 HARDEN := -fstack-protector-strong -fstack-clash-protection -fPIE
 LDHARDEN := -pie -Wl,-z,relro,-z,now -Wl,-z,noexecstack
-BASE_CFLAGS := -std=gnu17 $(WARN) $(HARDEN) -Isrc -g -pthread -MMD -MP
+BASE_CFLAGS := -std=gnu17 -D_GNU_SOURCE $(WARN) $(HARDEN) -Isrc -g -pthread -MMD -MP
 
 ifeq ($(SAN),1)
 OPT := -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
@@ -39,21 +39,33 @@ ALL_LDFLAGS := $(LDHARDEN) $(SANLD) -pthread $(LDFLAGS)
 
 # ---- sources, by layer ----
 
-CORE_SRC := src/core/error.c src/core/mem.c src/core/utf8.c
+CORE_SRC := src/core/error.c src/core/log.c src/core/map.c src/core/mem.c src/core/utf8.c
 MQTT_SRC := src/mqtt/decode.c src/mqtt/encode.c src/mqtt/fault.c src/mqtt/frame.c \
 	src/mqtt/props.c src/mqtt/reason.c src/mqtt/topic.c
 LIB_SRC := $(CORE_SRC) $(MQTT_SRC)
 
-MOATD_SRC := src/moatd.c
-MOAT_SRC := src/cli/moat.c
+EVENT_SRC := src/event/loop.c
+NET_SRC := src/net/listen.c
+CONFIG_SRC := src/config/config.c src/config/directives.c src/config/lexer.c src/config/refused.c
+BROKER_SRC := src/broker/broker.c src/broker/conn.c src/broker/connect.c \
+	src/broker/handlers.c src/broker/msg.c src/broker/publish.c src/broker/retain.c \
+	src/broker/session.c src/broker/subs.c src/broker/sys.c src/broker/worker.c
+CLI_SRC := src/cli/moat.c src/cli/args.c src/cli/client.c src/cli/client_in.c src/cli/propargs.c src/cli/pub.c \
+	src/cli/sub.c src/cli/subfmt.c
 
-UNIT_TESTS := test_utf8 test_mem test_topic test_props test_frame test_codec test_malformed
+DAEMON_SRC := $(EVENT_SRC) $(NET_SRC) $(CONFIG_SRC) $(BROKER_SRC)
+MOATD_SRC := src/moatd.c
+MOAT_SRC := $(CLI_SRC)
+
+UNIT_TESTS := test_utf8 test_mem test_topic test_props test_frame test_codec test_malformed \
+	test_subs
 FUZZ_TARGETS := fuzz_decode_v31 fuzz_decode_v311 fuzz_decode_v5 fuzz_decode_client \
 	fuzz_props fuzz_topic fuzz_frame
 
 obj = $(patsubst src/%.c,$(BUILD)/obj/%.o,$(1))
 LIB_OBJ := $(call obj,$(LIB_SRC))
 LIB := $(BUILD)/libmoat.a
+DAEMON_LIB := $(BUILD)/libmoatd.a
 
 .PHONY: all test check unit integration fuzz fuzz-build run deps clean
 all: $(BUILD)/moatd $(BUILD)/moat
@@ -66,8 +78,12 @@ $(LIB): $(LIB_OBJ)
 	@rm -f $@
 	$(AR) rcs $@ $^
 
-$(BUILD)/moatd: $(call obj,$(MOATD_SRC)) $(LIB)
-	$(CC) $^ -o $@ $(ALL_LDFLAGS)
+$(DAEMON_LIB): $(call obj,$(DAEMON_SRC))
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(BUILD)/moatd: $(call obj,$(MOATD_SRC)) $(DAEMON_LIB) $(LIB)
+	$(CC) $^ -o $@ $(ALL_LDFLAGS) -lm
 
 $(BUILD)/moat: $(call obj,$(MOAT_SRC)) $(LIB)
 	$(CC) $^ -o $@ $(ALL_LDFLAGS)
@@ -89,8 +105,8 @@ $(BUILD)/tests/%.o: tests/unit/%.c $(BUILD)/.deps-ok
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -Itests/unit -c $< -o $@
 
-$(BUILD)/tests/%: $(BUILD)/tests/%.o $(LIB)
-	$(CC) $^ -o $@ $(ALL_LDFLAGS) -lcmocka
+$(BUILD)/tests/%: $(BUILD)/tests/%.o $(DAEMON_LIB) $(LIB)
+	$(CC) $^ -o $@ $(ALL_LDFLAGS) -lcmocka -lm
 
 unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done

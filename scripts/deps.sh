@@ -15,6 +15,7 @@ libcmocka-dev
 python3
 python3-pytest
 python3-paho-mqtt
+mosquitto
 mosquitto-clients
 "
 

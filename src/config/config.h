@@ -7,7 +7,7 @@
  * listener-scoped directives after it apply to that listener, while the same
  * directives before the first listener set the default every listener starts
  * from. Global directives may appear anywhere. `include_dir DIR` reads every
- * DIR/*.conf in alphabetical order at that point.
+ * file of DIR named *.conf, in alphabetical order, at that point.
  *
  * Every directive Mosquitto 2.0 documents is known: the ones moat supports
  * are read with their Mosquitto meaning; the rest are refused with the file,
@@ -119,6 +119,14 @@ int moat_config_load(struct moat_config *c, const char *path, char *err, size_t 
  */
 int moat_config_parse(struct moat_config *c, const char *text, const char *file, char *err,
 		      size_t errlen);
+
+/*
+ * As moat_config_parse, for len bytes that may hold anything (a NUL byte in
+ * a line is refused like any other fault): what moat_config_load does with a
+ * file's bytes, exposed for the fuzzer.
+ */
+int moat_config_parse_mem(struct moat_config *c, const char *text, size_t len, const char *file,
+			  char *err, size_t errlen);
 
 /* Adds the listener moatd uses with no config: 127.0.0.1:1883, anonymous allowed. */
 int moat_config_add_default_listener(struct moat_config *c, uint16_t port);

@@ -1,0 +1,126 @@
+/*
+ * refused.c - the Mosquitto directives moat knows but refuses, and why.
+ *
+ * moatd reads Mosquitto 2.0's language. Every directive mosquitto.conf(5)
+ * documents that moat does not support yet is listed here, so a Mosquitto
+ * user's config is refused at start-up with the line and the reason, never
+ * silently half-applied, and never mistaken for a typo. A few that Mosquitto
+ * itself only warns about (removed or RSMB options) are here too, so that
+ * such a line names what it is. Entries with prefix set match every
+ * directive that starts with the name (auth_opt_*, plugin_opt_*, bridge_*).
+ *
+ * The supported directives are in directives.c; a name in neither table is
+ * unknown.
+ */
+#include "config/internal.h"
+
+#include <string.h>
+
+struct refusal {
+	const char *name;
+	const char *why;
+	bool prefix;
+};
+
+#define R_TLS "not supported yet (TLS arrives with issue 4)"
+#define R_PSK "not supported yet (TLS, TLS-PSK included, arrives with issue 4)"
+#define R_AUTH "not supported yet (authentication arrives with issue 5)"
+#define R_ACL "not supported yet (access control arrives with authentication, issue 5)"
+#define R_PLUGIN "not supported: moat loads no plugins (authentication arrives with issue 5)"
+#define R_STORE "not supported yet (durable storage arrives with issue 7)"
+#define R_BRIDGE "not supported yet (bridges arrive after the broker core)"
+#define R_PLS "not needed: moat always applies listener settings per listener"
+#define R_LWS "not supported: it configures libwebsockets, which moat does not use"
+#define R_OLD "not supported: deprecated by Mosquitto 2.0"
+#define R_GONE "not supported: no longer a Mosquitto option; delete the line"
+#define R_RSMB "not supported: an RSMB option Mosquitto also ignores; delete the line"
+
+static const struct refusal refusals[] = {
+	{ "acl_file", R_ACL, false },
+	{ "address", R_BRIDGE, false },
+	{ "addresses", R_BRIDGE, false },
+	{ "allow_duplicate_messages", R_OLD, false },
+	{ "auth_opt_", R_PLUGIN, true },
+	{ "auth_plugin", R_PLUGIN, false },
+	{ "auth_plugin_deny_special_chars", R_PLUGIN, false },
+	{ "autosave_interval", R_STORE, false },
+	{ "autosave_on_changes", R_STORE, false },
+	{ "bind_interface", "not supported yet (bind to an address: listener PORT ADDRESS)",
+	  false },
+	{ "bridge_", R_BRIDGE, true },
+	{ "cafile", R_TLS, false },
+	{ "capath", R_TLS, false },
+	{ "certfile", R_TLS, false },
+	{ "check_retain_source", R_ACL, false },
+	{ "ciphers", R_TLS, false },
+	{ "ciphers_tls1.3", R_TLS, false },
+	{ "cleansession", R_BRIDGE, false },
+	{ "clientid", R_BRIDGE, false },
+	{ "clientid_prefixes", R_OLD, false },
+	{ "connection", R_BRIDGE, false },
+	{ "crlfile", R_TLS, false },
+	{ "dhparamfile", R_TLS, false },
+	{ "ffdc_output", R_RSMB, false },
+	{ "http_dir", "not supported: moat serves no files over HTTP", false },
+	{ "idle_timeout", R_BRIDGE, false },
+	{ "keepalive_interval", R_BRIDGE, false },
+	{ "keyfile", R_TLS, false },
+	{ "local_cleansession", R_BRIDGE, false },
+	{ "local_clientid", R_BRIDGE, false },
+	{ "local_password", R_BRIDGE, false },
+	{ "local_username", R_BRIDGE, false },
+	{ "log_facility", "not supported yet (moat logs to syslog's daemon facility)", false },
+	{ "max_log_entries", R_RSMB, false },
+	{ "notification_topic", R_BRIDGE, false },
+	{ "notifications", R_BRIDGE, false },
+	{ "notifications_local_only", R_BRIDGE, false },
+	{ "password", R_BRIDGE, false },
+	{ "password_file", R_AUTH, false },
+	{ "per_listener_settings", R_PLS, false },
+	{ "persistence", R_STORE, false },
+	{ "persistence_file", R_STORE, false },
+	{ "persistence_location", R_STORE, false },
+	{ "plugin", R_PLUGIN, false },
+	{ "plugin_opt_", R_PLUGIN, true },
+	{ "psk_file", R_PSK, false },
+	{ "psk_hint", R_PSK, false },
+	{ "remote_clientid", R_BRIDGE, false },
+	{ "remote_password", R_BRIDGE, false },
+	{ "remote_username", R_BRIDGE, false },
+	{ "require_certificate", R_TLS, false },
+	{ "restart_timeout", R_BRIDGE, false },
+	{ "retained_persistence", R_STORE, false },
+	{ "retry_interval", R_GONE, false },
+	{ "round_robin", R_BRIDGE, false },
+	{ "start_type", R_BRIDGE, false },
+	{ "store_clean_interval", R_GONE, false },
+	{ "threshold", R_BRIDGE, false },
+	{ "tls_engine", R_TLS, false },
+	{ "tls_engine_kpass_sha1", R_TLS, false },
+	{ "tls_keyform", R_TLS, false },
+	{ "tls_version", R_TLS, false },
+	{ "topic", R_BRIDGE, false },
+	{ "trace_level", R_RSMB, false },
+	{ "trace_output", R_RSMB, false },
+	{ "try_private", R_BRIDGE, false },
+	{ "use_identity_as_username", R_TLS, false },
+	{ "use_subject_as_username", R_TLS, false },
+	{ "use_username_as_clientid", R_AUTH, false },
+	{ "username", R_BRIDGE, false },
+	{ "websockets_headers_size", "not supported yet (WebSocket limits are not configurable)",
+	  false },
+	{ "websockets_log_level", R_LWS, false },
+};
+
+const char *moat_config_refusal(const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(refusals) / sizeof(refusals[0]); i++) {
+		const struct refusal *r = &refusals[i];
+		if (r->prefix ? strncmp(r->name, name, strlen(r->name)) == 0
+			      : strcmp(r->name, name) == 0)
+			return r->why;
+	}
+	return NULL;
+}
