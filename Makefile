@@ -48,7 +48,7 @@ EVENT_SRC := src/event/loop.c
 NET_SRC := src/net/listen.c
 CONFIG_SRC := src/config/config.c src/config/directives.c src/config/lexer.c src/config/refused.c
 BROKER_SRC := src/broker/broker.c src/broker/conn.c src/broker/connect.c \
-	src/broker/handlers.c src/broker/msg.c src/broker/publish.c src/broker/retain.c \
+	src/broker/handlers.c src/broker/mount.c src/broker/msg.c src/broker/publish.c src/broker/retain.c \
 	src/broker/session.c src/broker/subs.c src/broker/sys.c src/broker/worker.c
 CLI_SRC := src/cli/moat.c src/cli/args.c src/cli/client.c src/cli/client_in.c src/cli/propargs.c src/cli/pub.c \
 	src/cli/sub.c src/cli/subfmt.c
@@ -58,9 +58,9 @@ MOATD_SRC := src/moatd.c
 MOAT_SRC := $(CLI_SRC)
 
 UNIT_TESTS := test_utf8 test_mem test_topic test_props test_frame test_codec test_malformed \
-	test_subs
+	test_subs test_config
 FUZZ_TARGETS := fuzz_decode_v31 fuzz_decode_v311 fuzz_decode_v5 fuzz_decode_client \
-	fuzz_props fuzz_topic fuzz_frame
+	fuzz_props fuzz_topic fuzz_frame fuzz_config
 
 obj = $(patsubst src/%.c,$(BUILD)/obj/%.o,$(1))
 LIB_OBJ := $(call obj,$(LIB_SRC))
@@ -127,13 +127,13 @@ check:
 # ---- fuzzing (libFuzzer, clang) ----
 
 FUZZ_DIR := build/fuzz
-FUZZ_CFLAGS := -std=gnu17 $(WARN) -Isrc -g -O1 -fno-omit-frame-pointer \
+FUZZ_CFLAGS := -std=gnu17 -D_GNU_SOURCE $(WARN) -Isrc -g -O1 -fno-omit-frame-pointer \
 	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
 FUZZ_BIN := $(addprefix $(FUZZ_DIR)/,$(FUZZ_TARGETS))
 
-$(FUZZ_DIR)/%: tests/fuzz/%.c $(LIB_SRC) tests/fuzz/fuzz_common.h $(BUILD)/.deps-ok
+$(FUZZ_DIR)/%: tests/fuzz/%.c $(LIB_SRC) $(CONFIG_SRC) tests/fuzz/fuzz_common.h $(BUILD)/.deps-ok
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) $< $(LIB_SRC) -o $@
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $< $(LIB_SRC) $(CONFIG_SRC) -o $@
 
 fuzz-build: $(FUZZ_BIN)
 

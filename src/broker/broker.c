@@ -39,9 +39,18 @@ static int open_listeners(struct moat_broker *b, char *err, size_t errlen)
 				 lc->file ? lc->file : "?", lc->line);
 			return MOAT_ECONFIG;
 		}
-		n = moat_listen_tcp(lc->address, lc->port, lc->socket_domain, l->fds, 4, err, errlen);
-		if (n < 0)
-			return n;
+		if (lc->port == 0) {
+			n = moat_listen_unix(lc->address, err, errlen);
+			if (n < 0)
+				return n;
+			l->fds[0] = n;
+			n = 1;
+		} else {
+			n = moat_listen_tcp(lc->address, lc->port, lc->socket_domain, l->fds, 4, err,
+					    errlen);
+			if (n < 0)
+				return n;
+		}
 		l->nfds = n;
 		l->conf = lc;
 		l->allow_anonymous = lc->allow_anonymous == 1;

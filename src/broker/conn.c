@@ -83,6 +83,10 @@ struct moat_conn *conn_new(struct moat_worker *w, int fd, struct moat_listener *
 	c->last_rx = c->connected_at;
 	c->deadline = c->connected_at + (int64_t)w->b->conf->connect_timeout * 1000;
 	c->client_max_packet = MOAT_MQTT_MAX_PACKET;
+	if (l->conf->mount_point) {
+		c->mount = l->conf->mount_point;
+		c->mount_len = (uint16_t)strlen(c->mount);
+	}
 	c->client_receive_max = 65535;
 	if (w->b->conf->set_tcp_nodelay)
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -374,8 +378,9 @@ int conn_send_publish(struct moat_conn *c, struct moat_msg *msg, uint8_t qos, bo
 		      bool dup, uint16_t packet_id, const uint32_t *subids, uint16_t nsubids)
 {
 	bool v5 = c->version == MOAT_MQTT_V5, known = false, inline_payload;
-	const uint8_t *topic = moat_msg_topic(msg);
-	size_t tlen = msg->topic_len, props = 0, rl, hdr, total, i;
+	/* Topics reach a mounted client without the mount point (mount.c). */
+	const uint8_t *topic = moat_msg_topic(msg) + c->mount_len;
+	size_t tlen = msg->topic_len - c->mount_len, props = 0, rl, hdr, total, i;
 	uint16_t alias = 0;
 	uint32_t expiry = 0;
 	uint8_t *p;

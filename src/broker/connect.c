@@ -162,6 +162,7 @@ static uint32_t session_expiry(const struct moat_conn *c, const struct moat_mqtt
 static int keep_will(struct moat_conn *c, const struct moat_mqtt_connect *cn)
 {
 	struct moat_mqtt_publish p = {0};
+	struct moat_slice topic;
 
 	if (!cn->will)
 		return 0;
@@ -169,8 +170,10 @@ static int keep_will(struct moat_conn *c, const struct moat_mqtt_connect *cn)
 	p.retain = cn->will_retain;
 	p.payload = cn->will_payload;
 	p.props = cn->will_props;
-	c->will = moat_msg_from_publish(&c->w->b->msg_mem, &p, cn->will_topic.p, cn->will_topic.len,
-					0, worker_now(c->w));
+	if (mount_topic(c, cn->will_topic, c->w->mountbuf, &topic) < 0)
+		return MOAT_ETOOBIG;
+	c->will = moat_msg_from_publish(&c->w->b->msg_mem, &p, topic.p, topic.len, 0,
+					worker_now(c->w));
 	c->will_delay = cn->will_props.will_delay;
 	return c->will ? 0 : MOAT_ENOMEM;
 }

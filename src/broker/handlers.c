@@ -88,6 +88,8 @@ static int h_publish(struct moat_conn *c, struct moat_mqtt_packet *pkt)
 	STAT_ADD(&w->stats, pub_received, 1);
 	if (resolve_alias(c, p, &topic) < 0 || publish_allowed(c, p) < 0)
 		return -1;
+	if (mount_topic(c, topic, w->mountbuf, &topic) < 0)
+		return violation(c, MOAT_RC_TOPIC_NAME_INVALID, "topic too long under the mount point");
 	if (p->qos == 2 && session_qos2_has(c->session, p->packet_id)) {
 		/* A resend of a message we already have: acknowledge, deliver nothing. */
 		ack_publish(c, p, 0);
@@ -229,8 +231,13 @@ static int h_subscribe(struct moat_conn *c, struct moat_mqtt_packet *pkt)
 		return violation(c, MOAT_RC_UNSPECIFIED_ERROR, "out of memory");
 	}
 	moat_mqtt_sub_iter(s, &it);
-	while (moat_mqtt_sub_next(&it, &f, &opts))
-		codes[i] = subscribe_one(c, f, opts, subid, &existed[i]), i++;
+	while (moat_mqtt_sub_next(&it, &f, &opts)) {
+		if (mount_topic(c, f, c->w->mountbuf, &f) < 0)
+			codes[i] = c->version == MOAT_MQTT_V5 ? MOAT_RC_TOPIC_FILTER_INVALID : 0x80;
+		else
+			codes[i] = subscribe_one(c, f, opts, subid, &existed[i]);
+		i++;
+	}
 	ack.suback.packet_id = s->packet_id;
 	ack.suback.reasons.p = codes;
 	ack.suback.reasons.len = s->count;
@@ -241,6 +248,7 @@ static int h_subscribe(struct moat_conn *c, struct moat_mqtt_packet *pkt)
 		uint8_t rh = MOAT_SUBOPT_RETAIN_HANDLING(opts);
 		if (codes[i] >= 0x80 || moat_mqtt_share_split(f.p, f.len, &g, &inner) == 1)
 			continue;
+		mount_topic(c, f, c->w->mountbuf, &f); /* fitted above */
 		if (c->version != MOAT_MQTT_V5)
 			rh = 0;
 		if (rh == 0 || (rh == 1 && !existed[i]))
@@ -264,7 +272,8 @@ static int h_unsubscribe(struct moat_conn *c, struct moat_mqtt_packet *pkt)
 		return violation(c, MOAT_RC_UNSPECIFIED_ERROR, "out of memory");
 	moat_mqtt_sub_iter(s, &it);
 	while (moat_mqtt_unsub_next(&it, &f))
-		codes[i++] = session_unsubscribe(c->session, f.p, f.len) == 0
+		codes[i++] = mount_topic(c, f, c->w->mountbuf, &f) == 0 &&
+					     session_unsubscribe(c->session, f.p, f.len) == 0
 				     ? MOAT_RC_SUCCESS
 				     : MOAT_RC_NO_SUBSCRIPTION_EXISTED;
 	ack.suback.packet_id = s->packet_id;

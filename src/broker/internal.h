@@ -39,6 +39,7 @@
 #define MOAT_VERSION "0.1.0"
 #define MAX_WORKERS 64
 #define SESSION_NEVER_EXPIRES UINT32_MAX
+#define MOUNT_MAX 65535
 
 struct moat_worker;
 struct moat_conn;
@@ -183,6 +184,8 @@ struct moat_conn {
 	int64_t connected_at;
 	int64_t last_rx;
 	int64_t deadline;               /* connect timeout or keepalive */
+	const char *mount;              /* the listener's mount_point, or NULL */
+	uint16_t mount_len;
 	uint16_t keepalive;
 	/* what the client accepts */
 	uint16_t client_receive_max;
@@ -256,6 +259,7 @@ struct moat_worker {
 	struct itemvec work;             /* the inbox taken over, being processed */
 	struct itemvec *outbox;          /* per destination worker, flushed before sleep */
 	struct moat_stats stats;
+	uint8_t mountbuf[MOUNT_MAX];     /* a topic or filter under a mount point */
 	/* scratch for matching one PUBLISH */
 	struct target *targets;
 	size_t ntargets, targetcap;
@@ -306,6 +310,10 @@ int conn_send_publish(struct moat_conn *c, struct moat_msg *msg, uint8_t qos, bo
 		      bool dup, uint16_t packet_id, const uint32_t *subids, uint16_t nsubids);
 void conn_send_ack(struct moat_conn *c, uint8_t type, uint16_t id, uint8_t reason);
 void conn_tick(struct moat_worker *w, int64_t now);
+
+/* mount.c */
+int mount_topic(const struct moat_conn *c, struct moat_slice in, uint8_t *buf,
+		struct moat_slice *out);
 
 /* handlers.c / connect.c */
 int handle_packet(struct moat_conn *c, struct moat_mqtt_packet *p);

@@ -1,5 +1,5 @@
 /*
- * lexer.c - lines, words and values of a config file (see lexer.h).
+ * lexer.c - lines, words and values of a config file (see internal.h).
  *
  * The syntax is Mosquitto's: one directive per line, words separated by
  * blanks, '#' starting a comment line. Numbers are stricter than Mosquitto's
@@ -112,11 +112,12 @@ int moat_config_lex_number(const char *s, bool *neg, uint64_t *mag)
 	return MOAT_LEX_OK;
 }
 
+/* Mosquitto's parser also takes 1 and 0, so a Mosquitto config that uses them keeps working. */
 int moat_config_lex_bool(const char *s, bool *v)
 {
-	if (strcmp(s, "true") == 0)
+	if (strcmp(s, "true") == 0 || strcmp(s, "1") == 0)
 		*v = true;
-	else if (strcmp(s, "false") == 0)
+	else if (strcmp(s, "false") == 0 || strcmp(s, "0") == 0)
 		*v = false;
 	else
 		return MOAT_LEX_NOTNUM;

@@ -16,4 +16,11 @@
 int moat_listen_tcp(const char *host, uint16_t port, int domain, int *fds, int max, char *err,
 		    size_t errlen);
 
+/*
+ * Opens a non-blocking listening unix stream socket at path, replacing a
+ * stale socket file there (never another kind of file). Returns the fd, or a
+ * negative code with a message in err.
+ */
+int moat_listen_unix(const char *path, char *err, size_t errlen);
+
 #endif
