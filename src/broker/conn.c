@@ -26,6 +26,7 @@
 #include "broker/internal.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "core/vec.h"
 
 #define INLINE_PAYLOAD 256          /* payloads up to this are copied, not referenced */
 #define CONGESTED_BYTES (4u << 20)  /* queued output that stops QoS 0 sends and reading */
@@ -250,14 +251,8 @@ static uint8_t *out_reserve(struct out *o, size_t n)
 /* Appends a segment of the n bytes just written at out_reserve(), plus msg's payload. */
 static int out_commit(struct out *o, size_t n, struct moat_msg *msg)
 {
-	if (o->nseg == o->segcap) {
-		size_t ncap = o->segcap ? o->segcap * 2 : 16;
-		struct out_seg *ns = realloc(o->seg, ncap * sizeof(*ns));
-		if (!ns)
-			return MOAT_ENOMEM;
-		o->seg = ns;
-		o->segcap = ncap;
-	}
+	if (!moat_grow((void **)&o->seg, &o->segcap, o->nseg + 1, sizeof(*o->seg)))
+		return MOAT_ENOMEM;
 	/* Merge with the previous header-only segment when contiguous. */
 	if (!msg && o->nseg > o->first && !o->seg[o->nseg - 1].msg &&
 	    o->seg[o->nseg - 1].off + o->seg[o->nseg - 1].len == o->len) {
@@ -276,14 +271,8 @@ void conn_mark_dirty(struct moat_conn *c)
 
 	if (c->dirty)
 		return;
-	if (w->ndirty == w->dirtycap) {
-		size_t ncap = w->dirtycap ? w->dirtycap * 2 : 64;
-		struct moat_conn **nd = realloc(w->dirty, ncap * sizeof(*nd));
-		if (!nd)
-			return; /* flushed when it becomes writable or at close */
-		w->dirty = nd;
-		w->dirtycap = ncap;
-	}
+	if (!moat_grow((void **)&w->dirty, &w->dirtycap, w->ndirty + 1, sizeof(*w->dirty)))
+		return; /* flushed when it becomes writable or at close */
 	w->dirty[w->ndirty++] = c;
 	c->dirty = true;
 }

@@ -13,6 +13,7 @@
 #include "broker/internal.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "core/vec.h"
 #include "mqtt/topic.h"
 
 static int violation(struct moat_conn *c, uint8_t reason, const char *why)
@@ -166,15 +167,8 @@ static void collect_retained(void *arg, struct moat_msg *msg)
 {
 	struct retained *r = arg;
 
-	if (r->n == r->cap) {
-		size_t ncap = r->cap ? r->cap * 2 : 16;
-		struct moat_msg **nv = realloc(r->v, ncap * sizeof(*nv));
-		if (!nv)
-			return;
-		r->v = nv;
-		r->cap = ncap;
-	}
-	r->v[r->n++] = moat_msg_ref(msg);
+	if (moat_grow((void **)&r->v, &r->cap, r->n + 1, sizeof(*r->v)))
+		r->v[r->n++] = moat_msg_ref(msg);
 }
 
 /* Sends the retained messages matching a new subscription (after the SUBACK is queued). */

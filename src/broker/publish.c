@@ -13,23 +13,7 @@
 
 #include "broker/internal.h"
 #include "core/log.h"
-
-static bool grow(void **v, size_t *cap, size_t need, size_t elem)
-{
-	size_t ncap = *cap ? *cap : 16;
-	void *nv;
-
-	if (need <= *cap)
-		return true;
-	while (ncap < need)
-		ncap *= 2;
-	nv = realloc(*v, ncap * elem);
-	if (!nv)
-		return false;
-	*v = nv;
-	*cap = ncap;
-	return true;
-}
+#include "core/vec.h"
 
 struct match {
 	struct moat_worker *w;
@@ -45,7 +29,7 @@ static void on_match(void *arg, struct moat_session *s, uint8_t opts, uint32_t s
 
 	if ((opts & MOAT_SUBOPT_NO_LOCAL) && s->id == m->msg->origin)
 		return;
-	if (!grow((void **)&w->targets, &w->targetcap, w->ntargets + 1, sizeof(*w->targets)))
+	if (!moat_grow((void **)&w->targets, &w->targetcap, w->ntargets + 1, sizeof(*w->targets)))
 		return;
 	session_ref(s);
 	t = &w->targets[w->ntargets++];
@@ -64,7 +48,7 @@ static bool merge(struct moat_worker *w)
 
 	while (cap < 2 * n)
 		cap *= 2;
-	if (!grow((void **)&w->dedup, &w->dedupcap, cap, sizeof(*w->dedup)))
+	if (!moat_grow((void **)&w->dedup, &w->dedupcap, cap, sizeof(*w->dedup)))
 		return false;
 	memset(w->dedup, 0, cap * sizeof(*w->dedup));
 	w->nsubids = 0;
@@ -92,7 +76,7 @@ static bool merge(struct moat_worker *w)
 		lead->rap |= t->rap;
 		if (t->subid0) {
 			/* Move the leader's identifiers to the scratch array, then append. */
-			if (!grow((void **)&w->subids, &w->subidcap, w->nsubids + lead->nsubids + 1,
+			if (!moat_grow((void **)&w->subids, &w->subidcap, w->nsubids + lead->nsubids + 1,
 				  sizeof(*w->subids)))
 				return false;
 			if (lead->nsubids == 1) {

@@ -12,6 +12,7 @@
 #include "core/error.h"
 #include "core/map.h"
 #include "core/rwlock.h"
+#include "core/vec.h"
 
 struct rnode {
 	struct rnode *parent;
@@ -163,14 +164,8 @@ struct stack {
 
 static bool spush(struct stack *s, struct walk w)
 {
-	if (s->n == s->cap) {
-		size_t ncap = s->cap ? s->cap * 2 : 64;
-		struct walk *nv = realloc(s->v, ncap * sizeof(*nv));
-		if (!nv)
-			return false;
-		s->v = nv;
-		s->cap = ncap;
-	}
+	if (!moat_grow((void **)&s->v, &s->cap, s->n + 1, sizeof(*s->v)))
+		return false;
 	s->v[s->n++] = w;
 	return true;
 }

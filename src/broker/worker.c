@@ -17,6 +17,7 @@
 #include "broker/internal.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "core/vec.h"
 
 int64_t worker_now(const struct moat_worker *w)
 {
@@ -30,14 +31,8 @@ struct moat_worker *worker_home(struct moat_broker *b, const uint8_t *id, size_t
 
 static bool itemvec_push(struct itemvec *v, struct item it)
 {
-	if (v->n == v->cap) {
-		size_t ncap = v->cap ? v->cap * 2 : 64;
-		struct item *nv = realloc(v->v, ncap * sizeof(*nv));
-		if (!nv)
-			return false;
-		v->v = nv;
-		v->cap = ncap;
-	}
+	if (!moat_grow((void **)&v->v, &v->cap, v->n + 1, sizeof(*v->v)))
+		return false;
 	v->v[v->n++] = it;
 	return true;
 }
