@@ -335,32 +335,34 @@ static uint8_t *put16(uint8_t *p, uint16_t v)
 }
 
 /*
- * Picks the outgoing Topic Alias for topic t: returns it and sets *known if
- * the client already has the mapping (then the topic can be left empty), or
- * returns 0 when no alias is free.
+ * The outgoing Topic Alias for topic t: the one the client already knows
+ * (*known set: the topic can then be left empty), else the next free one, or
+ * 0 when none is free. A new alias is only promised here; alias_commit
+ * records it once the packet is really queued.
  */
 static uint16_t alias_for(struct moat_conn *c, const uint8_t *t, size_t n, bool *known)
 {
 	uint16_t *a = moat_map_get(&c->alias_out, t, n);
-	uint8_t *entry;
 
 	*known = a != NULL;
 	if (a)
 		return *a;
-	if (c->alias_out_next >= c->client_alias_max)
-		return 0;
-	entry = malloc(sizeof(uint16_t) + n);
+	return c->alias_out_next < c->client_alias_max ? c->alias_out_next + 1 : 0;
+}
+
+static void alias_commit(struct moat_conn *c, const uint8_t *t, size_t n, uint16_t alias)
+{
+	uint8_t *entry = malloc(sizeof(uint16_t) + n);
+
 	if (!entry)
-		return 0;
+		return;
+	memcpy(entry, &alias, sizeof(alias));
 	memcpy(entry + sizeof(uint16_t), t, n);
-	a = (uint16_t *)entry;
-	*a = ++c->alias_out_next;
 	if (moat_map_put(&c->alias_out, entry + sizeof(uint16_t), n, entry) < 0) {
-		c->alias_out_next--;
 		free(entry);
-		return 0;
+		return;
 	}
-	return *a;
+	c->alias_out_next = alias;
 }
 
 int conn_send_publish(struct moat_conn *c, struct moat_msg *msg, uint8_t qos, bool retain,
@@ -432,6 +434,8 @@ int conn_send_publish(struct moat_conn *c, struct moat_msg *msg, uint8_t qos, bo
 	}
 	if (out_commit(&c->out, hdr, inline_payload ? NULL : msg) < 0)
 		return MOAT_ENOMEM;
+	if (alias && !known)
+		alias_commit(c, topic, tlen, alias);
 	STAT_ADD(&c->w->stats, msgs_sent, 1);
 	STAT_ADD(&c->w->stats, pub_sent, 1);
 	conn_mark_dirty(c);

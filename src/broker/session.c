@@ -406,13 +406,15 @@ int session_subscribe(struct moat_session *s, const uint8_t *f, size_t n, uint8_
 		return rc;
 	if (!ss) {
 		ss = malloc(sizeof(*ss) + n);
+		if (ss) {
+			memcpy(ss->filter, f, n); /* the map hashes the key: fill it first */
+			ss->len = n;
+		}
 		if (!ss || moat_map_put(&s->subs, ss->filter, n, ss) < 0) {
 			free(ss);
 			moat_subs_remove(s->home->b->subs, f, n, s);
 			return MOAT_ENOMEM;
 		}
-		memcpy(ss->filter, f, n);
-		ss->len = n;
 	}
 	ss->opts = opts;
 	ss->subid = subid;

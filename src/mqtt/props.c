@@ -14,6 +14,7 @@
 #include "core/error.h"
 #include "core/utf8.h"
 #include "mqtt/internal.h"
+#include "mqtt/reason.h"
 #include "mqtt/topic.h"
 #include "mqtt/wire.h"
 
@@ -24,6 +25,7 @@ enum prule {
 	R_BOOL,      /* 0 or 1, else Protocol Error */
 	R_NONZERO,   /* 0 is a Protocol Error */
 	R_TOPIC,     /* a valid Topic Name (Response Topic) */
+	R_ALIAS,     /* 0 is a Topic Alias invalid (0x94) */
 };
 
 #define W (1u << MOAT_PROPS_WILL)
@@ -70,7 +72,7 @@ static const struct pdef defs[64] = {
 		  OFF(receive_maximum)},
 	[0x22] = {"Topic Alias Maximum", P_U16, R_ANY, T(CONNECT) | T(CONNACK),
 		  OFF(topic_alias_maximum)},
-	[0x23] = {"Topic Alias", P_U16, R_NONZERO, T(PUBLISH), OFF(topic_alias)},
+	[0x23] = {"Topic Alias", P_U16, R_ALIAS, T(PUBLISH), OFF(topic_alias)},
 	[0x24] = {"Maximum QoS", P_BYTE, R_BOOL, T(CONNACK), OFF(maximum_qos)},
 	[0x25] = {"Retain Available", P_BYTE, R_BOOL, T(CONNACK), OFF(retain_available)},
 	[0x26] = {"User Property", P_PAIR, R_ANY,
@@ -174,6 +176,11 @@ static int check_rule(const struct pdef *d, uint32_t num, struct moat_slice s,
 	case R_NONZERO:
 		if (num == 0)
 			return moat_mqtt_fail(f, MOAT_EPROTOCOL, NULL, "property value must not be 0");
+		break;
+	case R_ALIAS:
+		if (num == 0)
+			return moat_mqtt_fail_rc(f, MOAT_EPROTOCOL, MOAT_RC_TOPIC_ALIAS_INVALID, 0,
+						 "MQTT-3.3.2-8", "Topic Alias 0");
 		break;
 	case R_TOPIC:
 		if (moat_mqtt_topic_name_check(s.p, s.len) < 0)

@@ -911,7 +911,7 @@ static void test_property_overruns(void **state)
 static void test_property_values(void **state)
 {
 	(void)state;
-	PROTO("30 07 00 01 61 03 23 00 00", V5, CLI);                           /* Topic Alias 0 */
+	REFUSE_RULE("30 07 00 01 61 03 23 00 00", V5, CLI, PROTOCOL, 0x94, "MQTT-3.3.2-8"); /* Topic Alias 0 */
 	PROTO("10 11 " MQTT "05 02 00 3C 03 21 00 00 00 01 61", V0, CLI);       /* Receive Max 0 */
 	PROTO("20 06 00 00 03 21 00 00", V5, SRV);
 	PROTO("10 13 " MQTT "05 02 00 3C 05 27 00 00 00 00 00 01 61", V0, CLI); /* Max Packet 0 */
