@@ -408,6 +408,9 @@ static int dec_disconnect(struct dec *d, struct moat_mqtt_packet *p)
 {
 	struct moat_mqtt_disconnect *x = &p->disconnect;
 
+	/* Even the short form of AUTH lacks the method it must carry [3.15.2.2.2]. */
+	if (p->type == MOAT_MQTT_AUTH && !rd_left(&d->r))
+		return protocol(d, NULL, "AUTH without Authentication Method");
 	if (!v5(d) || !rd_left(&d->r))
 		return end(d);
 	if (u8(d, &x->reason) < 0)

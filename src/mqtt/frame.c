@@ -102,8 +102,8 @@ int moat_mqtt_framer_space(struct moat_mqtt_framer *f, uint8_t **p, size_t *n)
 	/* A big packet has gone and only small bytes are left: give its memory back. */
 	bool shrink = f->cap > 4 * f->chunk && unread < f->chunk && want <= f->chunk;
 
-	if (f->start &&
-	    (shrink || f->cap - f->end < f->chunk / 2 || want > f->cap - f->start)) {
+	if (f->start && (shrink || f->end == f->cap || f->cap - f->end < f->chunk / 2 ||
+			 want > f->cap - f->start)) {
 		memmove(f->buf, f->buf + f->start, unread);
 		f->start = 0;
 		f->end = unread;

@@ -1130,8 +1130,24 @@ static void test_auth(void **state)
 	uint8_t users[16];
 
 	(void)state;
-	/* reason 0 and no properties: Remaining Length 0 (3.15.2.1) */
-	roundtrip(&p, "F0 00", BOTH);
+	/*
+	 * reason 0 and no properties encodes to Remaining Length 0 (3.15.2.1), but an
+	 * AUTH must always carry its method (3.15.2.2.2), so the decoder refuses it.
+	 */
+	{
+		uint8_t out[8], body[1] = {0};
+		size_t len;
+		struct moat_mqtt_decode_opts o = {MOAT_MQTT_V5, true, false};
+		struct moat_mqtt_packet q;
+		struct moat_mqtt_fault f;
+
+		assert_int_equal(moat_mqtt_encode(&p, out, sizeof(out), &len), 0);
+		assert_int_equal(len, 2);
+		assert_int_equal(out[0], 0xF0);
+		assert_int_equal(out[1], 0x00);
+		assert_int_equal(moat_mqtt_decode(&o, 0xF0, body, 0, &q, &f), MOAT_EPROTOCOL);
+		assert_int_equal(f.reason, 0x82);
+	}
 
 	p.disconnect.reason = MOAT_RC_CONTINUE_AUTHENTICATION;
 	p.disconnect.props.present =

@@ -227,7 +227,7 @@ static void test_reserved_types(void **state)
 	BAD("F0 00", V3, CLI);
 	BAD("F0 00", V4, SRV);
 	BAD("F0 02 18 00", V4, CLI);
-	ACCEPT("F0 00", V5, CLI);
+	ACCEPT("F0 06 18 04 15 00 01 6D", V5, CLI); /* with its method */
 
 	/* the decoder refuses type 0 without the framer's help */
 	assert_int_equal(moat_mqtt_decode(&o, 0x00, wire, 0, &out, &f), MALFORMED);
