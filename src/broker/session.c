@@ -175,6 +175,20 @@ static uint32_t window(const struct moat_session *s)
 	return rm < max ? rm : max;
 }
 
+/*
+ * True if one more message of n payload bytes may go in flight: under the
+ * message window and, with max_inflight_bytes, under the byte budget (one
+ * message may always be in flight, however big, or it could never leave).
+ */
+static bool window_open(const struct moat_session *s, size_t n)
+{
+	uint64_t max_bytes = s->home->b->conf->max_inflight_bytes;
+
+	if (s->inflight.n >= window(s))
+		return false;
+	return !max_bytes || !s->inflight.n || s->inflight.bytes + n <= max_bytes;
+}
+
 static uint16_t new_packet_id(struct moat_session *s)
 {
 	for (;;) {
@@ -218,7 +232,7 @@ void session_fill_window(struct moat_session *s)
 {
 	int64_t now = worker_now(s->home);
 
-	while (can_send(s) && s->queue.head && s->inflight.n < window(s)) {
+	while (can_send(s) && s->queue.head && window_open(s, s->queue.head->msg->payload_len)) {
 		struct delivery *d = s->queue.head;
 		dlist_remove(&s->queue, d);
 		if (moat_msg_expired(d->msg, now)) {
@@ -295,7 +309,7 @@ void session_deliver(struct moat_session *s, struct moat_msg *msg, uint8_t qos, 
 		conn_send_publish(s->conn, msg, 0, retain, false, 0, subids, nsubids);
 		return;
 	}
-	if (online && !s->queue.head && s->inflight.n < window(s)) {
+	if (online && !s->queue.head && window_open(s, msg->payload_len)) {
 		d = delivery_new(s, msg, qos, retain, subids, nsubids);
 		if (d)
 			send_delivery(s, d);

@@ -19,6 +19,13 @@
 #include "core/log.h"
 #include "core/vec.h"
 
+struct listen_io {
+	struct moat_io io;
+	struct moat_worker *w;
+	struct moat_listener *l;
+	bool paused;          /* out of file descriptors: not watched until the next tick */
+};
+
 int64_t worker_now(const struct moat_worker *w)
 {
 	return w->loop ? moat_loop_now(w->loop) : 0;
@@ -167,22 +174,29 @@ static void before_sleep(struct moat_loop *loop, void *arg)
 	reap(w);
 }
 
+static void resume_listeners(struct moat_worker *w)
+{
+	int i;
+
+	for (i = 0; i < w->nlisten; i++) {
+		struct listen_io *li = w->listen[i];
+		if (li->paused && !w->stop &&
+		    moat_loop_add(w->loop, &li->io, MOAT_EV_READ | MOAT_EV_EXCLUSIVE) == 0)
+			li->paused = false;
+	}
+}
+
 static void on_tick(struct moat_loop *loop, void *arg)
 {
 	struct moat_worker *w = arg;
 	int64_t now = moat_loop_now(loop);
 
+	resume_listeners(w);
 	conn_tick(w, now);
 	session_tick(w, now);
 }
 
 /* ---- accepting ---- */
-
-struct listen_io {
-	struct moat_io io;
-	struct moat_worker *w;
-	struct moat_listener *l;
-};
 
 static void on_accept(struct moat_loop *loop, struct moat_io *io, unsigned events)
 {
@@ -198,8 +212,16 @@ static void on_accept(struct moat_loop *loop, struct moat_io *io, unsigned event
 		int fd = accept4(io->fd, (struct sockaddr *)&sa, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
 		if (fd < 0) {
-			if (errno == EMFILE || errno == ENFILE)
-				moat_log(MOAT_LOG_LVL_WARNING, "accept_failed reason=\"%s\"", strerror(errno));
+			/*
+			 * Out of descriptors the socket stays readable: watching it would
+			 * spin. Stop watching until the next tick (CVE-2017-7652's class).
+			 */
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+				moat_log(MOAT_LOG_LVL_WARNING,
+					 "accept_paused reason=\"%s\" for=1s", strerror(errno));
+				moat_loop_del(li->w->loop, &li->io);
+				li->paused = true;
+			}
 			return;
 		}
 		if (l->conf->max_connections >= 0 &&
@@ -222,7 +244,8 @@ static void close_all(struct moat_worker *w)
 	int i;
 
 	for (i = 0; i < w->nlisten; i++)
-		moat_loop_del(w->loop, &w->listen[i]->io);
+		if (!w->listen[i]->paused)
+			moat_loop_del(w->loop, &w->listen[i]->io);
 	while (w->conns) {
 		struct moat_conn *c = w->conns;
 		conn_disconnect(c, MOAT_RC_SERVER_SHUTTING_DOWN, "server shutting down");

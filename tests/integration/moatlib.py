@@ -30,7 +30,8 @@ def free_port():
 class Broker:
     """A running moatd. ``config`` is extra config text; a listener is added."""
 
-    def __init__(self, config="", anonymous=True, listener=True, args=()):
+    def __init__(self, config="", anonymous=True, listener=True, args=(), asan_options=""):
+        self.asan_options = asan_options  # appended to ASAN_OPTIONS, e.g. "quarantine_size_mb=1"
         self.port = free_port()
         self.dir = tempfile.mkdtemp(prefix="moat-test-")
         self.conf = os.path.join(self.dir, "moat.conf")
@@ -40,6 +41,10 @@ class Broker:
             text += "listener %d 127.0.0.1\n" % self.port
             text += "allow_anonymous %s\n" % ("true" if anonymous else "false")
         text += config
+        # MOAT_TEST_WORKERS=N runs every broker with N worker threads (unless the test sets
+        # its own), e.g. to tell a threading bug from others.
+        if os.environ.get("MOAT_TEST_WORKERS") and "workers " not in config:
+            text += "workers %d\n" % int(os.environ["MOAT_TEST_WORKERS"])
         with open(self.conf, "w") as f:
             f.write(text)
         self.args = list(args)
@@ -50,6 +55,8 @@ class Broker:
         self.log = open(self.log_path, "ab")
         env = dict(os.environ)
         env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
+        if getattr(self, "asan_options", ""):
+            env["ASAN_OPTIONS"] += ":" + self.asan_options
         self.proc = subprocess.Popen([MOATD, "-c", self.conf, "-v"] + self.args,
                                      stdout=self.log, stderr=self.log, env=env)
         deadline = time.time() + 10
