@@ -27,6 +27,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "core/vec.h"
+#include "net/transport.h"
 
 #define INLINE_PAYLOAD 256          /* payloads up to this are copied, not referenced */
 #define CONGESTED_BYTES (4u << 20)  /* queued output that stops QoS 0 sends and reading */
@@ -65,14 +66,15 @@ static void format_addr(const struct sockaddr_storage *sa, char *out, size_t cap
 
 /* ---- life ---- */
 
-struct moat_conn *conn_new(struct moat_worker *w, int fd, struct moat_listener *l,
-			   const struct sockaddr_storage *sa)
+struct moat_conn *conn_new(struct moat_worker *w, struct moat_transport *tr,
+			   struct moat_listener *l, const struct sockaddr_storage *sa)
 {
 	struct moat_conn *c = calloc(1, sizeof(*c));
-	int one = 1;
+	int one = 1, fd = tr->fd;
 
 	if (!c)
 		return NULL;
+	c->tr = tr;
 	c->io.fd = fd;
 	c->io.cb = on_io;
 	c->listener = l;
@@ -161,13 +163,14 @@ static void free_aliases(struct moat_conn *c)
 void conn_free(struct moat_conn *c)
 {
 	char junk[4096];
+	int fd = c->io.fd;
 
 	conn_flush(c);
 	/* Read what the peer sent after our last packet, so close() sends FIN, not RST. */
-	for (int i = 0; i < 16 && read(c->io.fd, junk, sizeof(junk)) > 0; i++)
+	for (int i = 0; i < 16 && read(fd, junk, sizeof(junk)) > 0; i++)
 		;
-	shutdown(c->io.fd, SHUT_WR);
-	close(c->io.fd);
+	shutdown(fd, SHUT_WR);
+	moat_transport_free(c->tr); /* closes fd */
 	moat_mqtt_framer_free(&c->in);
 	out_free(&c->out);
 	free_aliases(c);
@@ -489,33 +492,50 @@ static void advance(struct out *o, size_t n)
 	}
 }
 
+/* Watches what the transport needs; no reading while the output is congested. */
+static void update_events(struct moat_conn *c)
+{
+	unsigned ev = moat_transport_want(c->tr, c->out.pending > 0);
+
+	if (conn_congested(c))
+		ev &= ~(unsigned)MOAT_EV_READ;
+	moat_loop_mod(c->w->loop, &c->io, ev);
+}
+
+static void write_failed(struct moat_conn *c, int rc)
+{
+	if (c->state != C_CLOSING)
+		conn_close(c, rc == MOAT_EDENIED ? "TLS peer refused" : "write error");
+	out_free(&c->out);
+}
+
 void conn_flush(struct moat_conn *c)
 {
 	struct iovec iov[256];
 	struct out *o = &c->out;
+	int rc;
 
 	while (o->first < o->nseg) {
 		int n = fill_iov(o, iov, 256);
-		ssize_t r = writev(c->io.fd, iov, n);
+		ssize_t r = moat_transport_writev(c->tr, iov, n);
 
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno != EAGAIN && c->state != C_CLOSING)
-				conn_close(c, "write error");
-			if (errno != EAGAIN)
-				out_free(o);
+		if (r == MOAT_EAGAIN)
 			break;
+		if (r < 0) {
+			write_failed(c, (int)r);
+			return;
 		}
 		if (c->w)
 			STAT_ADD(&c->w->stats, bytes_sent, (uint64_t)r);
 		advance(o, (size_t)r);
 	}
-	if (c->state == C_CLOSING)
+	rc = moat_transport_flush(c->tr);
+	if (rc < 0 && rc != MOAT_EAGAIN) {
+		write_failed(c, rc);
 		return;
-	/* Watch for writability only while output is left; read unless congested. */
-	moat_loop_mod(c->w->loop, &c->io,
-		      (o->pending ? MOAT_EV_WRITE : 0) | (conn_congested(c) ? 0 : MOAT_EV_READ));
+	}
+	if (c->state != C_CLOSING)
+		update_events(c);
 }
 
 /* ---- reading ---- */
@@ -533,14 +553,17 @@ static void read_some(struct moat_conn *c)
 			conn_close(c, "out of memory for input");
 			return;
 		}
-		n = read(c->io.fd, p, room);
+		n = moat_transport_read(c->tr, p, room);
 		if (n == 0) {
 			conn_close(c, "connection closed by peer");
 			return;
 		}
+		if (n == MOAT_EAGAIN)
+			break;
 		if (n < 0) {
-			if (errno != EAGAIN && errno != EINTR)
-				conn_close(c, "read error");
+			conn_close(c, n == MOAT_EDENIED  ? "TLS handshake refused"
+				      : n == MOAT_EPROTOCOL ? "transport protocol error"
+							     : "read error");
 			return;
 		}
 		moat_mqtt_framer_commit(&c->in, (size_t)n);
@@ -548,9 +571,11 @@ static void read_some(struct moat_conn *c)
 		c->last_rx = worker_now(c->w);
 		if (conn_process(c) < 0)
 			return; /* closed, or handed to another worker: c is not ours now */
-		if ((size_t)n < room || conn_congested(c))
-			return;
+		if (((size_t)n < room && !c->tr->ops->has_buffered(c->tr)) || conn_congested(c))
+			break;
 	}
+	if (c->state != C_CLOSING)
+		update_events(c);
 }
 
 int conn_process(struct moat_conn *c)

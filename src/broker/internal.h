@@ -35,6 +35,7 @@
 #include "event/loop.h"
 #include "mqtt/frame.h"
 #include "mqtt/packet.h"
+#include "net/transport.h"
 
 #define MOAT_VERSION "0.1.0"
 #define MAX_WORKERS 64
@@ -169,6 +170,7 @@ enum conn_state { C_NEW, C_ACTIVE, C_CLOSING };
 
 struct moat_conn {
 	struct moat_io io;
+	struct moat_transport *tr;      /* tcp, tls, websocket: owns the socket */
 	struct moat_worker *w;
 	struct moat_conn *prev, *next;  /* the worker's list */
 	struct moat_listener *listener;
@@ -293,8 +295,8 @@ int session_unsubscribe(struct moat_session *s, const uint8_t *f, size_t n);
 void session_publish_will(struct moat_session *s);
 
 /* conn.c */
-struct moat_conn *conn_new(struct moat_worker *w, int fd, struct moat_listener *l,
-			   const struct sockaddr_storage *sa);
+struct moat_conn *conn_new(struct moat_worker *w, struct moat_transport *tr,
+			   struct moat_listener *l, const struct sockaddr_storage *sa);
 void conn_attach(struct moat_worker *w, struct moat_conn *c);
 void conn_detach(struct moat_conn *c);
 void conn_close(struct moat_conn *c, const char *why);

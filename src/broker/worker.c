@@ -47,7 +47,7 @@ static bool itemvec_push(struct itemvec *v, struct item it)
 static void item_drop(struct item *it)
 {
 	if (it->kind == IT_ADOPT) {
-		close(it->conn->io.fd);
+		moat_transport_free(it->conn->tr);
 		moat_mqtt_framer_free(&it->conn->in);
 		free(it->conn);
 		return;
@@ -208,6 +208,7 @@ static void on_accept(struct moat_loop *loop, struct moat_io *io, unsigned event
 	(void)events;
 	for (i = 0; i < 64; i++) {
 		struct sockaddr_storage sa;
+		struct moat_transport *tr;
 		socklen_t len = sizeof(sa);
 		int fd = accept4(io->fd, (struct sockaddr *)&sa, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
@@ -230,9 +231,13 @@ static void on_accept(struct moat_loop *loop, struct moat_io *io, unsigned event
 			continue;
 		}
 		atomic_fetch_add(&l->connections, 1);
-		if (!conn_new(li->w, fd, l, &sa)) {
+		tr = moat_tcp_new(fd);
+		if (!tr || !conn_new(li->w, tr, l, &sa)) {
 			atomic_fetch_sub(&l->connections, 1);
-			close(fd);
+			if (tr)
+				moat_transport_free(tr);
+			else
+				close(fd);
 		}
 	}
 }
