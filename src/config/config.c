@@ -39,29 +39,43 @@ static bool same_str(const char *a, const char *b)
 
 /* ---- listeners ---- */
 
+/* Every string a listener owns, so free and copy cannot forget one. */
+#define LS(f) offsetof(struct moat_listener_conf, f)
+static const size_t listener_strings[] = {
+	LS(address),	LS(mount_point),   LS(file),	     LS(cafile),
+	LS(capath),	LS(certfile),	   LS(keyfile),	     LS(crlfile),
+	LS(dhparamfile), LS(ciphers),	   LS(ciphers_tls13), LS(tls_curves),
+	LS(psk_file),	LS(psk_hint),	   LS(ocsp_responder), LS(websockets_origin),
+	LS(websockets_trusted_proxies),
+};
+#define N_LS (sizeof(listener_strings) / sizeof(listener_strings[0]))
+
+static char **lstr(struct moat_listener_conf *l, size_t i)
+{
+	return (char **)((char *)l + listener_strings[i]);
+}
+
 static void free_listener(struct moat_listener_conf *l)
 {
-	free(l->address);
-	free(l->mount_point);
-	free((char *)l->file); /* owned; const only for readers */
-	l->address = NULL;
-	l->mount_point = NULL;
-	l->file = NULL;
+	size_t i;
+
+	for (i = 0; i < N_LS; i++) {
+		free(*lstr(l, i));
+		*lstr(l, i) = NULL;
+	}
 }
 
 /* Makes l a deep copy of src. 0, or MOAT_ENOMEM with l holding no strings. */
 static int copy_listener(struct moat_listener_conf *l, const struct moat_listener_conf *src)
 {
-	char *file = NULL;
+	size_t i;
 
 	*l = *src;
-	l->address = NULL;
-	l->mount_point = NULL;
-	l->file = NULL;
-	if (copy_str(&l->address, src->address) || copy_str(&l->mount_point, src->mount_point) ||
-	    copy_str(&file, src->file))
-		goto fail;
-	l->file = file;
+	for (i = 0; i < N_LS; i++)
+		*lstr(l, i) = NULL;
+	for (i = 0; i < N_LS; i++)
+		if (copy_str(lstr(l, i), *lstr((struct moat_listener_conf *)src, i)))
+			goto fail;
 	return 0;
 fail:
 	free_listener(l);
@@ -258,6 +272,9 @@ void moat_config_defaults(struct moat_config *c)
 	c->defaults.max_connections = -1;
 	c->defaults.protocol = MOAT_PROTO_MQTT;
 	c->defaults.socket_domain = MOAT_DOMAIN_ANY;
+	c->defaults.tls_version = 12;
+	c->defaults.tls_session_tickets = true;
+	c->defaults.ocsp_cache_seconds = 3600;
 	c->max_inflight_messages = 20;
 	c->max_queued_messages = 1000;
 	c->max_keepalive = 65535;

@@ -56,7 +56,32 @@ struct moat_listener_conf {
 	char *mount_point;        /* NULL = none */
 	const char *file;         /* where the listener line was (for messages) */
 	int line;
+
+	/* TLS: a listener with certfile (or psk_file) speaks TLS */
+	char *cafile, *capath, *certfile, *keyfile, *crlfile, *dhparamfile;
+	char *ciphers;            /* TLS 1.2 cipher list; NULL = moat's ECDHE+AEAD list */
+	char *ciphers_tls13;      /* TLS 1.3 suites; NULL = OpenSSL's */
+	char *tls_curves;         /* key exchange groups (moat's); NULL = X25519:P-256:P-384 */
+	uint8_t tls_version;      /* minimum: 12 or 13 */
+	uint8_t tls_keyform;      /* 0 = PEM, the only form read */
+	bool require_certificate;
+	bool use_identity_as_username;  /* the certificate's CN */
+	bool use_subject_as_username;   /* the certificate's whole subject */
+	bool use_san_as_username;       /* the first email/DNS/URI SAN (moat's) */
+	bool tls_session_tickets;       /* resumption (moat's); default true */
+	char *psk_file, *psk_hint;
+	uint8_t ocsp_mode;        /* moat's: 0 off, 1 soft-fail, 2 hard-fail */
+	char *ocsp_responder;     /* moat's: URL overriding the certificate's AIA */
+	uint32_t ocsp_cache_seconds; /* moat's: how long a good answer holds; default 3600 */
+	uint64_t tls_key_update_bytes;   /* moat's: TLS 1.3 KeyUpdate after this much; 0 off */
+	uint32_t tls_key_update_seconds; /* moat's: ... or after this long; 0 off */
+
+	/* WebSockets (moat's) */
+	char *websockets_origin;          /* comma-separated allowed Origins; NULL = any */
+	char *websockets_trusted_proxies; /* comma-separated addresses whose X-Forwarded-For counts */
 };
+
+enum { MOAT_OCSP_OFF = 0, MOAT_OCSP_SOFT = 1, MOAT_OCSP_HARD = 2 };
 
 struct moat_config {
 	/* listeners */

@@ -47,6 +47,13 @@ HANDLER(set_include_dir);
 static const struct moat_config_enum protocols[] = {
 	{ "mqtt", MOAT_PROTO_MQTT }, { "websockets", MOAT_PROTO_WEBSOCKETS }, { NULL, 0 }
 };
+static const struct moat_config_enum tls_versions[] = {
+	{ "tlsv1.2", 12 }, { "tlsv1.3", 13 }, { NULL, 0 }
+};
+static const struct moat_config_enum keyforms[] = { { "pem", 0 }, { NULL, 0 } };
+static const struct moat_config_enum ocsp_modes[] = {
+	{ "off", MOAT_OCSP_OFF }, { "soft", MOAT_OCSP_SOFT }, { "hard", MOAT_OCSP_HARD }, { NULL, 0 }
+};
 static const struct moat_config_enum domains[] = {
 	{ "ipv4", MOAT_DOMAIN_IPV4 }, { "ipv6", MOAT_DOMAIN_IPV6 }, { NULL, 0 }
 };
@@ -107,6 +114,34 @@ const struct moat_config_directive moat_config_directives[] = {
 	{ R("upgrade_outgoing_qos", BOOL, RELOAD), G(upgrade_outgoing_qos) },
 	{ R("user", STRING, 0), G(user) },
 	{ R("workers", UINT, OWN), G(workers), .max = 256 },
+	{ R("cafile", STRING, LISTENER), L(cafile) },
+	{ R("capath", STRING, LISTENER), L(capath) },
+	{ R("certfile", STRING, LISTENER), L(certfile) },
+	{ R("ciphers", STRING, LISTENER), L(ciphers) },
+	{ R("ciphers_tls1.3", STRING, LISTENER), L(ciphers_tls13) },
+	{ R("crlfile", STRING, LISTENER), L(crlfile) },
+	{ R("dhparamfile", STRING, LISTENER), L(dhparamfile) },
+	{ R("keyfile", STRING, LISTENER), L(keyfile) },
+	{ R("ocsp_cache_seconds", UINT, LISTENER | OWN), L(ocsp_cache_seconds), .min = 1,
+	  .max = 604800 },
+	{ R("ocsp_mode", ENUM, LISTENER | OWN), L(ocsp_mode), .names = ocsp_modes },
+	{ R("ocsp_responder", STRING, LISTENER | OWN), L(ocsp_responder) },
+	{ R("psk_file", STRING, LISTENER), L(psk_file) },
+	{ R("psk_hint", STRING, LISTENER), L(psk_hint) },
+	{ R("require_certificate", BOOL, LISTENER), L(require_certificate) },
+	{ R("tls_curves", STRING, LISTENER | OWN), L(tls_curves) },
+	{ R("tls_key_update_bytes", BYTES, LISTENER | OWN), L(tls_key_update_bytes),
+	  .max = UINT64_MAX },
+	{ R("tls_key_update_seconds", UINT, LISTENER | OWN), L(tls_key_update_seconds),
+	  .max = UINT32_MAX },
+	{ R("tls_keyform", ENUM, LISTENER), L(tls_keyform), .names = keyforms },
+	{ R("tls_session_tickets", BOOL, LISTENER | OWN), L(tls_session_tickets) },
+	{ R("tls_version", ENUM, LISTENER), L(tls_version), .names = tls_versions },
+	{ R("use_identity_as_username", BOOL, LISTENER), L(use_identity_as_username) },
+	{ R("use_san_as_username", BOOL, LISTENER | OWN), L(use_san_as_username) },
+	{ R("use_subject_as_username", BOOL, LISTENER), L(use_subject_as_username) },
+	{ R("websockets_origin", STRING, LISTENER | OWN), L(websockets_origin) },
+	{ R("websockets_trusted_proxies", STRING, LISTENER | OWN), L(websockets_trusted_proxies) },
 };
 
 #define N_DIRECTIVES (sizeof(moat_config_directives) / sizeof(moat_config_directives[0]))

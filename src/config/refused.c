@@ -22,8 +22,7 @@ struct refusal {
 	bool prefix;
 };
 
-#define R_TLS "not supported yet (TLS arrives with issue 4)"
-#define R_PSK "not supported yet (TLS, TLS-PSK included, arrives with issue 4)"
+#define R_ENGINE "not supported: moat reads keys from PEM files, not OpenSSL engines"
 #define R_AUTH "not supported yet (authentication arrives with issue 5)"
 #define R_ACL "not supported yet (access control arrives with authentication, issue 5)"
 #define R_PLUGIN "not supported: moat loads no plugins (authentication arrives with issue 5)"
@@ -48,23 +47,15 @@ static const struct refusal refusals[] = {
 	{ "bind_interface", "not supported yet (bind to an address: listener PORT ADDRESS)",
 	  false },
 	{ "bridge_", R_BRIDGE, true },
-	{ "cafile", R_TLS, false },
-	{ "capath", R_TLS, false },
-	{ "certfile", R_TLS, false },
 	{ "check_retain_source", R_ACL, false },
-	{ "ciphers", R_TLS, false },
-	{ "ciphers_tls1.3", R_TLS, false },
 	{ "cleansession", R_BRIDGE, false },
 	{ "clientid", R_BRIDGE, false },
 	{ "clientid_prefixes", R_OLD, false },
 	{ "connection", R_BRIDGE, false },
-	{ "crlfile", R_TLS, false },
-	{ "dhparamfile", R_TLS, false },
 	{ "ffdc_output", R_RSMB, false },
 	{ "http_dir", "not supported: moat serves no files over HTTP", false },
 	{ "idle_timeout", R_BRIDGE, false },
 	{ "keepalive_interval", R_BRIDGE, false },
-	{ "keyfile", R_TLS, false },
 	{ "local_cleansession", R_BRIDGE, false },
 	{ "local_clientid", R_BRIDGE, false },
 	{ "local_password", R_BRIDGE, false },
@@ -82,12 +73,9 @@ static const struct refusal refusals[] = {
 	{ "persistence_location", R_STORE, false },
 	{ "plugin", R_PLUGIN, false },
 	{ "plugin_opt_", R_PLUGIN, true },
-	{ "psk_file", R_PSK, false },
-	{ "psk_hint", R_PSK, false },
 	{ "remote_clientid", R_BRIDGE, false },
 	{ "remote_password", R_BRIDGE, false },
 	{ "remote_username", R_BRIDGE, false },
-	{ "require_certificate", R_TLS, false },
 	{ "restart_timeout", R_BRIDGE, false },
 	{ "retained_persistence", R_STORE, false },
 	{ "retry_interval", R_GONE, false },
@@ -95,16 +83,12 @@ static const struct refusal refusals[] = {
 	{ "start_type", R_BRIDGE, false },
 	{ "store_clean_interval", R_GONE, false },
 	{ "threshold", R_BRIDGE, false },
-	{ "tls_engine", R_TLS, false },
-	{ "tls_engine_kpass_sha1", R_TLS, false },
-	{ "tls_keyform", R_TLS, false },
-	{ "tls_version", R_TLS, false },
+	{ "tls_engine", R_ENGINE, false },
+	{ "tls_engine_kpass_sha1", R_ENGINE, false },
 	{ "topic", R_BRIDGE, false },
 	{ "trace_level", R_RSMB, false },
 	{ "trace_output", R_RSMB, false },
 	{ "try_private", R_BRIDGE, false },
-	{ "use_identity_as_username", R_TLS, false },
-	{ "use_subject_as_username", R_TLS, false },
 	{ "use_username_as_clientid", R_AUTH, false },
 	{ "username", R_BRIDGE, false },
 	{ "websockets_headers_size", "not supported yet (WebSocket limits are not configurable)",
