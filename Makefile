@@ -45,7 +45,7 @@ MQTT_SRC := src/mqtt/decode.c src/mqtt/encode.c src/mqtt/fault.c src/mqtt/frame.
 LIB_SRC := $(CORE_SRC) $(MQTT_SRC)
 
 EVENT_SRC := src/event/loop.c
-NET_SRC := src/net/listen.c src/net/tcp.c
+NET_SRC := src/net/listen.c src/net/tcp.c src/net/tls.c
 CONFIG_SRC := src/config/config.c src/config/directives.c src/config/lexer.c src/config/refused.c
 BROKER_SRC := src/broker/broker.c src/broker/conn.c src/broker/connect.c \
 	src/broker/handlers.c src/broker/mount.c src/broker/msg.c src/broker/publish.c src/broker/retain.c \
@@ -66,6 +66,8 @@ obj = $(patsubst src/%.c,$(BUILD)/obj/%.o,$(1))
 LIB_OBJ := $(call obj,$(LIB_SRC))
 LIB := $(BUILD)/libmoat.a
 DAEMON_LIB := $(BUILD)/libmoatd.a
+# Debian packages: OpenSSL 3 (TLS, in src/net/tls.c only).
+DAEMON_LIBS := -lssl -lcrypto -lm
 
 .PHONY: all test check unit integration fuzz fuzz-build run deps clean
 all: $(BUILD)/moatd $(BUILD)/moat
@@ -83,10 +85,10 @@ $(DAEMON_LIB): $(call obj,$(DAEMON_SRC))
 	$(AR) rcs $@ $^
 
 $(BUILD)/moatd: $(call obj,$(MOATD_SRC)) $(DAEMON_LIB) $(LIB)
-	$(CC) $^ -o $@ $(ALL_LDFLAGS) -lm
+	$(CC) $^ -o $@ $(ALL_LDFLAGS) $(DAEMON_LIBS)
 
-$(BUILD)/moat: $(call obj,$(MOAT_SRC)) $(LIB)
-	$(CC) $^ -o $@ $(ALL_LDFLAGS)
+$(BUILD)/moat: $(call obj,$(MOAT_SRC)) $(DAEMON_LIB) $(LIB)
+	$(CC) $^ -o $@ $(ALL_LDFLAGS) $(DAEMON_LIBS)
 
 # ---- dependencies (Debian packages) ----
 
@@ -106,7 +108,7 @@ $(BUILD)/tests/%.o: tests/unit/%.c $(BUILD)/.deps-ok
 	$(CC) $(ALL_CFLAGS) -Itests/unit -c $< -o $@
 
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(DAEMON_LIB) $(LIB)
-	$(CC) $^ -o $@ $(ALL_LDFLAGS) -lcmocka -lm
+	$(CC) $^ -o $@ $(ALL_LDFLAGS) -lcmocka $(DAEMON_LIBS)
 
 unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done

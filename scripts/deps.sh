@@ -12,6 +12,8 @@ clang
 libclang-rt-14-dev
 pkg-config
 libcmocka-dev
+libssl-dev
+openssl
 python3
 python3-pytest
 python3-paho-mqtt

@@ -53,11 +53,14 @@ static int open_listeners(struct moat_broker *b, char *err, size_t errlen)
 		}
 		l->nfds = n;
 		l->conf = lc;
+		b->nlisteners++; /* counted now so a failure below closes these sockets */
+		if ((lc->certfile || lc->psk_file) &&
+		    (n = moat_tls_server_new(lc, &l->tls, err, errlen)) < 0)
+			return n;
 		l->allow_anonymous = lc->allow_anonymous == 1;
 		atomic_init(&l->connections, 0);
-		b->nlisteners++;
-		moat_log(MOAT_LOG_LVL_NOTICE, "listening address=%s port=%u anonymous=%s",
-			 lc->address ? lc->address : "*", lc->port,
+		moat_log(MOAT_LOG_LVL_NOTICE, "listening address=%s port=%u tls=%s anonymous=%s",
+			 lc->address ? lc->address : "*", lc->port, l->tls ? "yes" : "no",
 			 l->allow_anonymous ? "allowed" : "refused");
 	}
 	return 0;
@@ -117,6 +120,32 @@ int moat_broker_start(struct moat_broker *b)
 	return 0;
 }
 
+/*
+ * Re-reads every TLS listener's certificate, key, CA, CRL and PSK files, then
+ * has every worker check its live connections against the new CRL, so a
+ * revoked certificate loses its session at once, not at its next connect.
+ */
+static void reload_tls(struct moat_broker *b)
+{
+	char err[512];
+	int i, k = 0;
+
+	for (i = 0; i < b->nlisteners; i++) {
+		struct moat_listener *l = &b->listeners[i];
+		if (!l->tls)
+			continue;
+		if (moat_tls_server_reload(l->tls, l->conf, err, sizeof(err)) < 0) {
+			moat_log(MOAT_LOG_LVL_ERROR, "tls_reload_failed port=%u reason=\"%s\"",
+				 l->conf->port, err);
+			continue;
+		}
+		moat_log(MOAT_LOG_LVL_NOTICE, "tls_reloaded port=%u", l->conf->port);
+		k++;
+	}
+	for (i = 0; k && i < b->nworkers; i++)
+		worker_push_now(b->workers[i], (struct item){.kind = IT_RECHECK});
+}
+
 static void reload(struct moat_broker *b, const char *path)
 {
 	struct moat_config fresh;
@@ -139,6 +168,7 @@ static void reload(struct moat_broker *b, const char *path)
 		moat_log(MOAT_LOG_LVL_WARNING, "reload_partial need_restart=\"%s\"", msg);
 	else
 		moat_log(MOAT_LOG_LVL_NOTICE, "reloaded file=%s", path);
+	reload_tls(b);
 }
 
 static int setup_fds(const struct moat_broker *b, int *sfd, int *tfd)
@@ -226,9 +256,11 @@ void moat_broker_free(struct moat_broker *b)
 		worker_free(b->workers[i]);
 	if (b->nworkers)
 		pthread_barrier_destroy(&b->stop_barrier);
-	for (i = 0; i < b->nlisteners; i++)
+	for (i = 0; i < b->nlisteners; i++) {
 		for (k = 0; k < b->listeners[i].nfds; k++)
 			close(b->listeners[i].fds[k]);
+		moat_tls_server_free(b->listeners[i].tls);
+	}
 	moat_subs_free(b->subs);
 	moat_retain_free(b->retain);
 	free(b);

@@ -175,6 +175,7 @@ void conn_free(struct moat_conn *c)
 	out_free(&c->out);
 	free_aliases(c);
 	moat_msg_unref(c->will);
+	free(c->username);
 	free(c);
 }
 
@@ -540,6 +541,20 @@ void conn_flush(struct moat_conn *c)
 
 /* ---- reading ---- */
 
+/* Logs why the transport gave up (a refused certificate, a bad handshake) and closes. */
+static void transport_failed(struct moat_conn *c, int rc)
+{
+	const char *what = rc == MOAT_EDENIED	  ? "peer certificate refused"
+			   : rc == MOAT_EPROTOCOL ? "transport protocol error"
+						  : "read error";
+	const char *detail = moat_tls_last_error();
+
+	if (rc != MOAT_EIO || c->state == C_NEW)
+		moat_log(MOAT_LOG_LVL_NOTICE, "transport_failed addr=%s transport=%s reason=\"%s%s%s\"",
+			 c->addr, c->tr->ops->name, what, detail[0] ? ": " : "", detail);
+	conn_close(c, what);
+}
+
 static void read_some(struct moat_conn *c)
 {
 	int round;
@@ -561,9 +576,7 @@ static void read_some(struct moat_conn *c)
 		if (n == MOAT_EAGAIN)
 			break;
 		if (n < 0) {
-			conn_close(c, n == MOAT_EDENIED  ? "TLS handshake refused"
-				      : n == MOAT_EPROTOCOL ? "transport protocol error"
-							     : "read error");
+			transport_failed(c, (int)n);
 			return;
 		}
 		moat_mqtt_framer_commit(&c->in, (size_t)n);

@@ -11,6 +11,7 @@
  *                                          CONNACK, resend what is in flight
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 
@@ -83,16 +84,62 @@ int connect_route(struct moat_conn *c, struct moat_mqtt_packet *p)
 	return -1;
 }
 
+/*
+ * Settles who the client is: with use_identity_as_username (or the subject
+ * or SAN variants) the name comes from the verified client certificate, or
+ * from the TLS-PSK identity, and the client is authenticated by that; else
+ * the CONNECT's user name stands, unauthenticated until issue 5's backends.
+ * Returns 0, or a refusal reason with *why.
+ */
+static uint8_t identify(struct moat_conn *c, const struct moat_mqtt_connect *cn, bool *authed,
+			const char **why)
+{
+	const struct moat_listener_conf *lc = c->listener->conf;
+	const struct moat_tls_info *ti = c->tr->ops->tls(c->tr);
+	bool by_cert = lc->use_identity_as_username || lc->use_subject_as_username ||
+		       lc->use_san_as_username;
+	const char *id = NULL;
+
+	*authed = false;
+	if (ti && ti->psk_identity[0]) {
+		*authed = true; /* knowing the key is the credential */
+		if (lc->use_identity_as_username)
+			id = ti->psk_identity;
+	} else if (by_cert) {
+		if (!ti || !ti->peer_verified) {
+			*why = "no verified client certificate for the identity";
+			return MOAT_RC_NOT_AUTHORIZED;
+		}
+		id = lc->use_subject_as_username ? ti->subject
+		     : lc->use_san_as_username  ? ti->san
+						: ti->cn;
+		if (!id[0]) {
+			*why = "the client certificate has no such name";
+			return MOAT_RC_NOT_AUTHORIZED;
+		}
+		*authed = true;
+	}
+	free(c->username);
+	c->username = id ? strdup(id)
+		      : cn->has_username ? strndup((const char *)cn->username.p, cn->username.len)
+					 : NULL;
+	return 0;
+}
+
 /* Checks the CONNECT against this listener's and the broker's rules. Returns a reason or 0. */
 static uint8_t check(struct moat_conn *c, const struct moat_mqtt_connect *cn, const char **why)
 {
 	const struct moat_config *conf = c->w->b->conf;
+	bool authed;
+	uint8_t rc;
 
 	if (moat_mqtt_props_has(&cn->props, MOAT_PROP_AUTHENTICATION_METHOD)) {
 		*why = "unsupported authentication method";
 		return MOAT_RC_BAD_AUTHENTICATION_METHOD;
 	}
-	if (!c->listener->allow_anonymous) {
+	if ((rc = identify(c, cn, &authed, why)) != 0)
+		return rc;
+	if (!authed && !c->listener->allow_anonymous) {
 		*why = cn->has_username ? "no authentication backend accepts this user"
 					: "anonymous access not allowed";
 		return MOAT_RC_NOT_AUTHORIZED;
@@ -245,14 +292,17 @@ static void log_connect(struct moat_conn *c, const struct moat_mqtt_connect *cn,
 
 	if (!moat_log_enabled(MOAT_LOG_LVL_NOTICE) || !c->w->b->conf->connection_messages)
 		return;
-	if (cn->has_username)
-		moat_log_quote(user, sizeof(user), cn->username.p, (unsigned)cn->username.len);
+	const struct moat_tls_info *ti = c->tr->ops->tls(c->tr);
+
+	if (c->username)
+		moat_log_quote(user, sizeof(user), c->username, (unsigned)strlen(c->username));
 	moat_log(MOAT_LOG_LVL_NOTICE,
 		 "connect client_id=%s addr=%s proto=%s user=%s clean=%d keepalive=%u "
-		 "session_present=%d",
+		 "session_present=%d tls=%s%s%s",
 		 moat_log_quote(id, sizeof(id), cn->client_id.p, (unsigned)cn->client_id.len),
 		 c->addr, c->version == 5 ? "5.0" : c->version == 4 ? "3.1.1" : "3.1", user,
-		 cn->clean_start, c->keepalive, present);
+		 cn->clean_start, c->keepalive, present, ti ? ti->version : "no",
+		 ti ? " cipher=" : "", ti ? ti->cipher : "");
 }
 
 int handle_connect(struct moat_conn *c, struct moat_mqtt_packet *p)

@@ -35,6 +35,7 @@
 #include "event/loop.h"
 #include "mqtt/frame.h"
 #include "mqtt/packet.h"
+#include "net/tls.h"
 #include "net/transport.h"
 
 #define MOAT_VERSION "0.1.0"
@@ -67,6 +68,7 @@ struct moat_stats {
 
 struct moat_listener {
 	const struct moat_listener_conf *conf;
+	struct moat_tls_server *tls;    /* NULL for a plain listener */
 	int fds[4];
 	int nfds;
 	atomic_int connections;
@@ -210,11 +212,12 @@ struct moat_conn {
 	char assigned_id[40];
 	bool id_assigned;
 	const char *close_why;
+	char *username;                 /* as authenticated: from CONNECT or the TLS identity */
 };
 
 /* ---- workers ---- */
 
-enum item_kind { IT_DELIVER, IT_ADOPT };
+enum item_kind { IT_DELIVER, IT_ADOPT, IT_RECHECK };
 
 struct item {
 	uint8_t kind;
@@ -332,6 +335,7 @@ int worker_start(struct moat_worker *w);
 void worker_stop(struct moat_worker *w);
 void worker_join(struct moat_worker *w);
 void worker_free(struct moat_worker *w);
+void worker_recheck_tls(struct moat_worker *w);
 void worker_push(struct moat_worker *from, struct moat_worker *to, struct item it);
 void worker_push_now(struct moat_worker *to, struct item it);
 struct moat_worker *worker_home(struct moat_broker *b, const uint8_t *id, size_t n);

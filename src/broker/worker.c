@@ -46,6 +46,8 @@ static bool itemvec_push(struct itemvec *v, struct item it)
 
 static void item_drop(struct item *it)
 {
+	if (it->kind == IT_RECHECK)
+		return;
 	if (it->kind == IT_ADOPT) {
 		moat_transport_free(it->conn->tr);
 		moat_mqtt_framer_free(&it->conn->in);
@@ -132,6 +134,10 @@ static void process_inbox(struct moat_loop *loop, void *arg)
 				item_drop(it);
 			else
 				adopt(w, it->conn);
+			continue;
+		}
+		if (it->kind == IT_RECHECK) {
+			worker_recheck_tls(w);
 			continue;
 		}
 		session_deliver(it->s, it->msg, it->qos, it->retain,
@@ -231,7 +237,7 @@ static void on_accept(struct moat_loop *loop, struct moat_io *io, unsigned event
 			continue;
 		}
 		atomic_fetch_add(&l->connections, 1);
-		tr = moat_tcp_new(fd);
+		tr = l->tls ? moat_tls_accept(l->tls, fd) : moat_tcp_new(fd);
 		if (!tr || !conn_new(li->w, tr, l, &sa)) {
 			atomic_fetch_sub(&l->connections, 1);
 			if (tr)
@@ -369,4 +375,22 @@ void worker_free(struct moat_worker *w)
 	moat_loop_free(w->loop);
 	pthread_mutex_destroy(&w->inbox_lock);
 	free(w);
+}
+
+/* Disconnects every connection whose client certificate is now revoked. */
+void worker_recheck_tls(struct moat_worker *w)
+{
+	struct moat_conn *c, *next;
+
+	for (c = w->conns; c; c = next) {
+		next = c->next;
+		if (!c->listener->tls || moat_tls_recheck(c->listener->tls, c->tr) == 0)
+			continue;
+		moat_log(MOAT_LOG_LVL_NOTICE, "certificate_revoked addr=%s user=%s", c->addr,
+			 c->username ? c->username : "-");
+		if (c->state == C_ACTIVE)
+			conn_disconnect(c, MOAT_RC_ADMINISTRATIVE_ACTION, "certificate revoked");
+		else
+			conn_close(c, "certificate revoked");
+	}
 }

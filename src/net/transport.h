@@ -32,6 +32,7 @@ struct moat_tls_info {
 	bool peer_verified;        /* a client certificate was presented and verified */
 	char subject[512];         /* RFC 2253 subject of the peer certificate, "" if none */
 	char cn[256];              /* its commonName, "" if none */
+	char san[256];             /* its first email, DNS or URI subjectAltName, "" if none */
 	char psk_identity[256];    /* the TLS-PSK identity used, "" if none */
 };
 
