@@ -45,7 +45,7 @@ MQTT_SRC := src/mqtt/decode.c src/mqtt/encode.c src/mqtt/fault.c src/mqtt/frame.
 LIB_SRC := $(CORE_SRC) $(MQTT_SRC)
 
 EVENT_SRC := src/event/loop.c
-NET_SRC := src/net/listen.c src/net/tcp.c src/net/tls.c
+NET_SRC := src/net/listen.c src/net/ocsp.c src/net/tcp.c src/net/tls.c
 CONFIG_SRC := src/config/config.c src/config/directives.c src/config/lexer.c src/config/refused.c
 BROKER_SRC := src/broker/broker.c src/broker/conn.c src/broker/connect.c \
 	src/broker/handlers.c src/broker/mount.c src/broker/msg.c src/broker/publish.c src/broker/retain.c \

@@ -25,6 +25,17 @@
 #include "core/log.h"
 #include "net/listen.h"
 
+/* On an OCSP thread: every worker looks for connections with that certificate. */
+static void ocsp_answered(void *ctx, uint64_t key, enum moat_ocsp_status st)
+{
+	struct moat_broker *b = ctx;
+	int i;
+
+	for (i = 0; i < b->nworkers; i++)
+		worker_push_now(b->workers[i], (struct item){.kind = IT_OCSP, .qos = (uint8_t)st,
+							     .key = key});
+}
+
 static int open_listeners(struct moat_broker *b, char *err, size_t errlen)
 {
 	int i;
@@ -56,6 +67,11 @@ static int open_listeners(struct moat_broker *b, char *err, size_t errlen)
 		b->nlisteners++; /* counted now so a failure below closes these sockets */
 		if ((lc->certfile || lc->psk_file) &&
 		    (n = moat_tls_server_new(lc, &l->tls, err, errlen)) < 0)
+			return n;
+		if (lc->ocsp_mode != MOAT_OCSP_OFF &&
+		    (n = moat_ocsp_new(lc->cafile, lc->capath, lc->ocsp_responder,
+				       lc->ocsp_cache_seconds, ocsp_answered, b, &l->ocsp, err,
+				       errlen)) < 0)
 			return n;
 		l->allow_anonymous = lc->allow_anonymous == 1;
 		atomic_init(&l->connections, 0);
@@ -252,6 +268,8 @@ void moat_broker_free(struct moat_broker *b)
 
 	if (!b)
 		return;
+	for (i = 0; i < b->nlisteners; i++)
+		moat_ocsp_free(b->listeners[i].ocsp); /* joins its thread first */
 	for (i = 0; i < b->nworkers; i++)
 		worker_free(b->workers[i]);
 	if (b->nworkers)

@@ -591,6 +591,73 @@ static void read_some(struct moat_conn *c)
 		update_events(c);
 }
 
+/* ---- OCSP (listeners with ocsp_mode) ---- */
+
+/*
+ * Asks about the client certificate, once the handshake is done. Returns the
+ * status known now; MOAT_OCSP_PENDING means the answer comes later (through
+ * conn_ocsp_answer). No certificate, nothing to ask: GOOD.
+ */
+static enum moat_ocsp_status ocsp_ask(struct moat_conn *c)
+{
+	uint8_t *cert, *issuer;
+	size_t clen, ilen;
+	char *url;
+	enum moat_ocsp_status st;
+
+	if (moat_tls_peer_der(c->tr, &cert, &clen, &issuer, &ilen, &url) < 0)
+		return MOAT_OCSP_GOOD;
+	st = moat_ocsp_check(c->listener->ocsp, cert, clen, issuer, ilen, url, &c->ocsp_key);
+	c->ocsp_started = true;
+	c->ocsp_checked_at = worker_now(c->w);
+	free(cert);
+	free(issuer);
+	free(url);
+	return st;
+}
+
+/* Acts on an OCSP status: closes a revoked (or, hard-fail, unknown) client. */
+void conn_ocsp_answer(struct moat_conn *c, enum moat_ocsp_status st)
+{
+	bool hard = c->listener->conf->ocsp_mode == MOAT_OCSP_HARD;
+
+	if (c->state == C_CLOSING || st == MOAT_OCSP_PENDING)
+		return;
+	if (st == MOAT_OCSP_REVOKED || (st == MOAT_OCSP_UNKNOWN && hard && c->ocsp_wait)) {
+		moat_log(MOAT_LOG_LVL_NOTICE, "certificate_revoked addr=%s user=%s source=ocsp status=%s",
+			 c->addr, c->username ? c->username : "-", moat_ocsp_status_name(st));
+		if (c->state == C_ACTIVE)
+			conn_disconnect(c, MOAT_RC_ADMINISTRATIVE_ACTION, "certificate revoked (OCSP)");
+		else
+			conn_close(c, "certificate revoked (OCSP)");
+		return;
+	}
+	if (c->ocsp_wait) {
+		c->ocsp_wait = false;
+		conn_process(c); /* the CONNECT that waited */
+	}
+}
+
+/* Before the first packet: start the OCSP check; false while a hard-fail check waits. */
+static bool ocsp_gate(struct moat_conn *c)
+{
+	enum moat_ocsp_status st;
+
+	if (c->ocsp_wait)
+		return false;
+	if (!c->listener->ocsp || c->ocsp_started || !c->tr->ops->ready(c->tr))
+		return true;
+	st = ocsp_ask(c);
+	if (st == MOAT_OCSP_PENDING) {
+		c->ocsp_wait = c->listener->conf->ocsp_mode == MOAT_OCSP_HARD;
+		return !c->ocsp_wait;
+	}
+	c->ocsp_wait = true; /* so an unknown answer counts as failing a hard check */
+	conn_ocsp_answer(c, st);
+	c->ocsp_wait = false;
+	return c->state != C_CLOSING;
+}
+
 int conn_process(struct moat_conn *c)
 {
 	struct moat_mqtt_decode_opts opts = {0, true, true};
@@ -598,6 +665,8 @@ int conn_process(struct moat_conn *c)
 	struct moat_mqtt_fault fault;
 	int rc;
 
+	if (!ocsp_gate(c))
+		return c->state == C_CLOSING ? -1 : 0;
 	while (c->state != C_CLOSING) {
 		struct moat_mqtt_packet pkt;
 
@@ -700,6 +769,11 @@ void conn_tick(struct moat_worker *w, int64_t now)
 		} else if (c->state == C_ACTIVE && c->keepalive &&
 			   now - c->last_rx >= (int64_t)c->keepalive * 1500) {
 			conn_disconnect(c, MOAT_RC_KEEP_ALIVE_TIMEOUT, "keepalive timeout");
+		} else if (c->state == C_ACTIVE && c->ocsp_started &&
+			   now - c->ocsp_checked_at >=
+				   (int64_t)c->listener->conf->ocsp_cache_seconds * 1000) {
+			/* Ask again: a certificate revoked since is caught on a live session. */
+			conn_ocsp_answer(c, ocsp_ask(c));
 		}
 	}
 }

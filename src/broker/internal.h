@@ -35,6 +35,7 @@
 #include "event/loop.h"
 #include "mqtt/frame.h"
 #include "mqtt/packet.h"
+#include "net/ocsp.h"
 #include "net/tls.h"
 #include "net/transport.h"
 
@@ -69,6 +70,7 @@ struct moat_stats {
 struct moat_listener {
 	const struct moat_listener_conf *conf;
 	struct moat_tls_server *tls;    /* NULL for a plain listener */
+	struct moat_ocsp *ocsp;         /* OCSP checker when ocsp_mode is on */
 	int fds[4];
 	int nfds;
 	atomic_int connections;
@@ -213,11 +215,16 @@ struct moat_conn {
 	bool id_assigned;
 	const char *close_why;
 	char *username;                 /* as authenticated: from CONNECT or the TLS identity */
+	/* OCSP of the client certificate (listeners with ocsp_mode) */
+	uint64_t ocsp_key;
+	int64_t ocsp_checked_at;
+	bool ocsp_started;
+	bool ocsp_wait;                 /* hard-fail: CONNECT waits for the answer */
 };
 
 /* ---- workers ---- */
 
-enum item_kind { IT_DELIVER, IT_ADOPT, IT_RECHECK };
+enum item_kind { IT_DELIVER, IT_ADOPT, IT_RECHECK, IT_OCSP };
 
 struct item {
 	uint8_t kind;
@@ -229,6 +236,7 @@ struct item {
 	struct moat_session *s;   /* holds a reference */
 	struct moat_msg *msg;     /* holds a reference */
 	struct moat_conn *conn;   /* IT_ADOPT */
+	uint64_t key;             /* IT_OCSP: the certificate */
 };
 
 struct itemvec {
@@ -315,6 +323,7 @@ int conn_send_publish(struct moat_conn *c, struct moat_msg *msg, uint8_t qos, bo
 		      bool dup, uint16_t packet_id, const uint32_t *subids, uint16_t nsubids);
 void conn_send_ack(struct moat_conn *c, uint8_t type, uint16_t id, uint8_t reason);
 void conn_tick(struct moat_worker *w, int64_t now);
+void conn_ocsp_answer(struct moat_conn *c, enum moat_ocsp_status st);
 
 /* mount.c */
 int mount_topic(const struct moat_conn *c, struct moat_slice in, uint8_t *buf,

@@ -110,7 +110,8 @@ static void deliver(struct moat_worker *w, struct moat_msg *msg, struct target *
 	uint8_t qos = w->b->conf->upgrade_outgoing_qos ? t->qos : (t->qos < msg->qos ? t->qos : msg->qos);
 	bool retain = t->rap && msg->retain;
 	const uint32_t *ids = subids_of(w, t);
-	struct item it = {IT_DELIVER, qos, retain, t->nsubids, t->subid0, NULL, t->s, NULL, NULL};
+	struct item it = {.kind = IT_DELIVER, .qos = qos, .retain = retain, .nsubids = t->nsubids,
+			  .subid = t->subid0, .s = t->s};
 
 	if (t->s->home == w) {
 		session_deliver(t->s, msg, qos, retain, ids, t->nsubids);

@@ -46,7 +46,7 @@ static bool itemvec_push(struct itemvec *v, struct item it)
 
 static void item_drop(struct item *it)
 {
-	if (it->kind == IT_RECHECK)
+	if (it->kind == IT_RECHECK || it->kind == IT_OCSP)
 		return;
 	if (it->kind == IT_ADOPT) {
 		moat_transport_free(it->conn->tr);
@@ -116,6 +116,18 @@ static void adopt(struct moat_worker *w, struct moat_conn *c)
 		conn_process(c); /* packets that came right behind the CONNECT */
 }
 
+/* Hands an OCSP answer to every connection of this worker that presented that certificate. */
+static void ocsp_answer(struct moat_worker *w, uint64_t key, enum moat_ocsp_status st)
+{
+	struct moat_conn *c, *next;
+
+	for (c = w->conns; c; c = next) {
+		next = c->next;
+		if (c->ocsp_started && c->ocsp_key == key)
+			conn_ocsp_answer(c, st);
+	}
+}
+
 static void process_inbox(struct moat_loop *loop, void *arg)
 {
 	struct moat_worker *w = arg;
@@ -138,6 +150,10 @@ static void process_inbox(struct moat_loop *loop, void *arg)
 		}
 		if (it->kind == IT_RECHECK) {
 			worker_recheck_tls(w);
+			continue;
+		}
+		if (it->kind == IT_OCSP) {
+			ocsp_answer(w, it->key, (enum moat_ocsp_status)it->qos);
 			continue;
 		}
 		session_deliver(it->s, it->msg, it->qos, it->retain,

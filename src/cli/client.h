@@ -2,9 +2,10 @@
  * client.h - a small blocking MQTT client for the moat tool.
  *
  * One TCP connection (IPv4 or IPv6, found with getaddrinfo) speaking MQTT
- * 3.1, 3.1.1 or 5.0, built on the codec: every packet is encoded with
- * moat_mqtt_encode and every byte read goes through the framer and
- * moat_mqtt_decode. The calls block, with timeouts, and while they wait they
+ * 3.1, 3.1.1 or 5.0 through a struct moat_transport: plain TCP, or whatever
+ * opts.stream wraps the socket in (TLS, WebSocket). It is built on the
+ * codec: every packet is encoded with moat_mqtt_encode and every byte read
+ * goes through the framer and moat_mqtt_decode. The calls block, with timeouts, and while they wait they
  * service the connection: incoming messages are handed to the on_message
  * callback and acknowledged (PUBACK, PUBREC/PUBCOMP), PUBREL is answered,
  * PINGREQ is sent when the keep alive is due.
@@ -32,8 +33,28 @@
 #include <stdint.h>
 
 #include "mqtt/packet.h"
+#include "net/transport.h"
 
 struct moat_client;
+
+/*
+ * What the client speaks MQTT through once the TCP connection is up. The
+ * client drives any handshake the transport has (TLS, HTTP upgrade) before
+ * its CONNECT, within the connect timeout.
+ */
+struct moat_client_stream {
+	/*
+	 * Wraps connected socket fd, which it takes (closed on failure too).
+	 * Returns an owned transport, or NULL with why[0..len) filled.
+	 */
+	struct moat_transport *(*wrap)(void *ctx, int fd, char *why, size_t len);
+	/*
+	 * Describes why the transport failed with rc (0: it ended) into
+	 * why[0..len), or leaves why "" when it has nothing to add.
+	 */
+	void (*explain)(void *ctx, int rc, char *why, size_t len);
+	void *ctx;
+};
 
 /* A message received from the server; everything is borrowed for the callback's duration. */
 struct moat_client_msg {
@@ -62,6 +83,7 @@ typedef void moat_client_pub_fn(void *ctx, struct moat_client *c, uint16_t packe
 struct moat_client_opts {
 	const char *host;          /* name or address */
 	const char *port;          /* service, e.g. "1883" */
+	const struct moat_client_stream *stream; /* NULL = plain TCP */
 	uint8_t version;           /* MOAT_MQTT_V31, _V311 or _V5 */
 	struct moat_slice client_id;
 	bool clean_start;          /* Clean Session in 3.x */
@@ -75,7 +97,7 @@ struct moat_client_opts {
 	bool will_retain;
 	const struct moat_mqtt_props *props;      /* CONNECT properties (5.0), or NULL */
 	const struct moat_mqtt_props *will_props; /* Will Properties (5.0), or NULL */
-	int timeout_ms;            /* for the TCP connection and the CONNACK */
+	int timeout_ms;            /* for the TCP connection, any handshake and the CONNACK */
 	bool debug;                /* print packets as mosquitto's -d does, on stdout */
 	const sigset_t *sigmask;   /* if set, signals are let in only while waiting (ppoll) */
 	moat_client_msg_fn *on_message;   /* may be NULL */
@@ -95,14 +117,15 @@ struct moat_client_pub {
 /* Returns an owned, unconnected client (free with moat_client_free), or NULL without memory. */
 struct moat_client *moat_client_new(void);
 
-/* Closes the socket (without DISCONNECT) and frees c. moat_client_free(NULL) is a no-op. */
+/* Closes the transport (without DISCONNECT) and frees c. moat_client_free(NULL) is a no-op. */
 void moat_client_free(struct moat_client *c);
 
 /*
  * Connects to o->host:o->port and exchanges CONNECT/CONNACK. o is borrowed
  * for the client's lifetime (strings, props and callback). Returns 0 when
  * the server accepted; MOAT_EDENIED when it refused (moat_client_connack_rc
- * says why); MOAT_EIO (resolution or connection failed), MOAT_ECLOSED,
+ * says why); MOAT_EIO (resolution, connection or handshake failed, e.g. a
+ * certificate refused: never MOAT_EDENIED), MOAT_ECLOSED,
  * MOAT_EAGAIN (timeout or signal), MOAT_ETOOBIG, MOAT_EMALFORMED,
  * MOAT_EPROTOCOL or MOAT_ENOMEM otherwise. moat_client_error describes each.
  */
@@ -179,7 +202,7 @@ bool moat_client_stopped(const struct moat_client *c);
 /*
  * Sends DISCONNECT (5.0: with reason and props, e.g. a Session Expiry
  * Interval), waits up to timeout_ms for the server to close its side, and
- * closes the socket. Returns 0, MOAT_EINVAL (props not encodable: nothing
+ * closes the transport. Returns 0, MOAT_EINVAL (props not encodable: nothing
  * sent, still connected) or a connection error.
  */
 int moat_client_disconnect(struct moat_client *c, uint8_t reason,

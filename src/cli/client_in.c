@@ -48,7 +48,7 @@ static int send_ack(struct moat_client *c, uint8_t type, uint16_t id, uint8_t re
 
 int moat_client_server_fault(struct moat_client *c, int code, uint8_t reason, const char *why)
 {
-	if (v5(c) && c->got_connack && c->fd >= 0) {
+	if (v5(c) && c->got_connack && c->t) {
 		struct moat_mqtt_packet p = {.type = MOAT_MQTT_DISCONNECT, .version = c->version};
 		p.disconnect.reason = reason;
 		moat_client_send(c, &p);

@@ -27,7 +27,7 @@ struct moat_client_topic {
 };
 
 struct moat_client {
-	int fd;
+	struct moat_transport *t; /* NULL = not connected */
 	const struct moat_client_opts *o;
 	uint8_t version;
 	struct moat_mqtt_framer framer;
@@ -70,7 +70,7 @@ struct moat_client {
 __attribute__((format(printf, 3, 4))) int moat_client_fail(struct moat_client *c, int code,
 							   const char *fmt, ...);
 
-/* Closes the socket (if open). */
+/* Closes the transport (if open). */
 void moat_client_close(struct moat_client *c);
 
 /*
