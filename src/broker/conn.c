@@ -616,26 +616,36 @@ static enum moat_ocsp_status ocsp_ask(struct moat_conn *c)
 	return st;
 }
 
-/* Acts on an OCSP status: closes a revoked (or, hard-fail, unknown) client. */
-void conn_ocsp_answer(struct moat_conn *c, enum moat_ocsp_status st)
+/*
+ * Judges an OCSP status: closes a revoked client, or, under hard-fail, one
+ * whose status is unknown at its first check (later checks that cannot reach
+ * the responder keep a live session). Returns true if the client may stay.
+ */
+static bool ocsp_verdict(struct moat_conn *c, enum moat_ocsp_status st, bool first)
 {
 	bool hard = c->listener->conf->ocsp_mode == MOAT_OCSP_HARD;
 
+	if (st != MOAT_OCSP_REVOKED && !(st == MOAT_OCSP_UNKNOWN && hard && first))
+		return true;
+	moat_log(MOAT_LOG_LVL_NOTICE, "certificate_revoked addr=%s user=%s source=ocsp status=%s",
+		 c->addr, c->username ? c->username : "-", moat_ocsp_status_name(st));
+	if (c->state == C_ACTIVE)
+		conn_disconnect(c, MOAT_RC_ADMINISTRATIVE_ACTION, "certificate revoked (OCSP)");
+	else
+		conn_close(c, "certificate revoked (OCSP)");
+	return false;
+}
+
+/* An answer came from the OCSP thread (through the inbox). */
+void conn_ocsp_answer(struct moat_conn *c, enum moat_ocsp_status st)
+{
+	bool waited = c->ocsp_wait;
+
 	if (c->state == C_CLOSING || st == MOAT_OCSP_PENDING)
 		return;
-	if (st == MOAT_OCSP_REVOKED || (st == MOAT_OCSP_UNKNOWN && hard && c->ocsp_wait)) {
-		moat_log(MOAT_LOG_LVL_NOTICE, "certificate_revoked addr=%s user=%s source=ocsp status=%s",
-			 c->addr, c->username ? c->username : "-", moat_ocsp_status_name(st));
-		if (c->state == C_ACTIVE)
-			conn_disconnect(c, MOAT_RC_ADMINISTRATIVE_ACTION, "certificate revoked (OCSP)");
-		else
-			conn_close(c, "certificate revoked (OCSP)");
-		return;
-	}
-	if (c->ocsp_wait) {
-		c->ocsp_wait = false;
-		conn_process(c); /* the CONNECT that waited */
-	}
+	c->ocsp_wait = false;
+	if (ocsp_verdict(c, st, waited) && waited)
+		conn_process(c); /* the CONNECT that waited; c may be handed over after this */
 }
 
 /* Before the first packet: start the OCSP check; false while a hard-fail check waits. */
@@ -652,10 +662,7 @@ static bool ocsp_gate(struct moat_conn *c)
 		c->ocsp_wait = c->listener->conf->ocsp_mode == MOAT_OCSP_HARD;
 		return !c->ocsp_wait;
 	}
-	c->ocsp_wait = true; /* so an unknown answer counts as failing a hard check */
-	conn_ocsp_answer(c, st);
-	c->ocsp_wait = false;
-	return c->state != C_CLOSING;
+	return ocsp_verdict(c, st, true);
 }
 
 int conn_process(struct moat_conn *c)
@@ -773,7 +780,9 @@ void conn_tick(struct moat_worker *w, int64_t now)
 			   now - c->ocsp_checked_at >=
 				   (int64_t)c->listener->conf->ocsp_cache_seconds * 1000) {
 			/* Ask again: a certificate revoked since is caught on a live session. */
-			conn_ocsp_answer(c, ocsp_ask(c));
+			enum moat_ocsp_status st = ocsp_ask(c);
+			if (st != MOAT_OCSP_PENDING)
+				ocsp_verdict(c, st, false);
 		}
 	}
 }
