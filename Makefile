@@ -45,12 +45,12 @@ MQTT_SRC := src/mqtt/decode.c src/mqtt/encode.c src/mqtt/fault.c src/mqtt/frame.
 LIB_SRC := $(CORE_SRC) $(MQTT_SRC)
 
 EVENT_SRC := src/event/loop.c
-NET_SRC := src/net/listen.c src/net/ocsp.c src/net/tcp.c src/net/tls.c
+NET_SRC := src/net/http.c src/net/listen.c src/net/ocsp.c src/net/tcp.c src/net/tls.c src/net/ws.c
 CONFIG_SRC := src/config/config.c src/config/directives.c src/config/lexer.c src/config/refused.c
 BROKER_SRC := src/broker/broker.c src/broker/conn.c src/broker/connect.c \
 	src/broker/handlers.c src/broker/mount.c src/broker/msg.c src/broker/publish.c src/broker/retain.c \
 	src/broker/session.c src/broker/subs.c src/broker/sys.c src/broker/worker.c
-CLI_SRC := src/cli/moat.c src/cli/args.c src/cli/client.c src/cli/client_in.c src/cli/propargs.c src/cli/pub.c \
+CLI_SRC := src/cli/moat.c src/cli/args.c src/cli/client.c src/cli/client_in.c src/cli/netargs.c src/cli/propargs.c src/cli/pub.c \
 	src/cli/sub.c src/cli/subfmt.c
 
 DAEMON_SRC := $(EVENT_SRC) $(NET_SRC) $(CONFIG_SRC) $(BROKER_SRC)
@@ -58,16 +58,16 @@ MOATD_SRC := src/moatd.c
 MOAT_SRC := $(CLI_SRC)
 
 UNIT_TESTS := test_utf8 test_mem test_topic test_props test_frame test_codec test_malformed \
-	test_subs test_config
+	test_subs test_config test_ws
 FUZZ_TARGETS := fuzz_decode_v31 fuzz_decode_v311 fuzz_decode_v5 fuzz_decode_client \
-	fuzz_props fuzz_topic fuzz_frame fuzz_config
+	fuzz_props fuzz_topic fuzz_frame fuzz_config fuzz_ws_frames fuzz_http_upgrade
 
 obj = $(patsubst src/%.c,$(BUILD)/obj/%.o,$(1))
 LIB_OBJ := $(call obj,$(LIB_SRC))
 LIB := $(BUILD)/libmoat.a
 DAEMON_LIB := $(BUILD)/libmoatd.a
-# Debian packages: OpenSSL 3 (TLS, in src/net/tls.c only).
-DAEMON_LIBS := -lssl -lcrypto -lm
+# Debian packages: OpenSSL 3 (TLS, in src/net/tls.c only), wslay (WebSocket frames, src/net/ws.c).
+DAEMON_LIBS := -lssl -lcrypto -lwslay -lm
 
 .PHONY: all test check unit integration fuzz fuzz-build run deps clean
 all: $(BUILD)/moatd $(BUILD)/moat
@@ -135,7 +135,12 @@ FUZZ_BIN := $(addprefix $(FUZZ_DIR)/,$(FUZZ_TARGETS))
 
 $(FUZZ_DIR)/%: tests/fuzz/%.c $(LIB_SRC) $(CONFIG_SRC) tests/fuzz/fuzz_common.h $(BUILD)/.deps-ok
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) $< $(LIB_SRC) $(CONFIG_SRC) -o $@
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $< $(LIB_SRC) $(CONFIG_SRC) $(FUZZ_EXTRA) -o $@
+
+# The WebSocket targets also build the net sources they test, with their libraries.
+FUZZ_WS_SRC := src/net/http.c src/net/ws.c
+$(FUZZ_DIR)/fuzz_ws_frames $(FUZZ_DIR)/fuzz_http_upgrade: $(FUZZ_WS_SRC)
+$(FUZZ_DIR)/fuzz_ws_frames $(FUZZ_DIR)/fuzz_http_upgrade: FUZZ_EXTRA := $(FUZZ_WS_SRC) -lwslay -lcrypto
 
 fuzz-build: $(FUZZ_BIN)
 

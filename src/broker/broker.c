@@ -36,6 +36,16 @@ static void ocsp_answered(void *ctx, uint64_t key, enum moat_ocsp_status st)
 							     .key = key});
 }
 
+/* True if lc carries any TLS setting (which needs certfile or psk_file to mean anything). */
+static bool tls_settings(const struct moat_listener_conf *lc)
+{
+	return lc->keyfile || lc->cafile || lc->capath || lc->crlfile || lc->dhparamfile ||
+	       lc->ciphers || lc->ciphers_tls13 || lc->tls_curves || lc->psk_hint ||
+	       lc->require_certificate || lc->use_identity_as_username ||
+	       lc->use_subject_as_username || lc->use_san_as_username ||
+	       lc->ocsp_mode != MOAT_OCSP_OFF || lc->tls_version != 12;
+}
+
 static int open_listeners(struct moat_broker *b, char *err, size_t errlen)
 {
 	int i;
@@ -45,11 +55,6 @@ static int open_listeners(struct moat_broker *b, char *err, size_t errlen)
 		struct moat_listener *l = &b->listeners[i];
 		int n;
 
-		if (lc->protocol != MOAT_PROTO_MQTT) {
-			snprintf(err, errlen, "%s:%d: listener: websockets are not supported yet",
-				 lc->file ? lc->file : "?", lc->line);
-			return MOAT_ECONFIG;
-		}
 		if (lc->port == 0) {
 			n = moat_listen_unix(lc->address, err, errlen);
 			if (n < 0)
@@ -65,6 +70,12 @@ static int open_listeners(struct moat_broker *b, char *err, size_t errlen)
 		l->nfds = n;
 		l->conf = lc;
 		b->nlisteners++; /* counted now so a failure below closes these sockets */
+		if (!lc->certfile && !lc->psk_file && tls_settings(lc)) {
+			/* Never serve plain MQTT on a listener the operator meant to secure. */
+			snprintf(err, errlen, "%s:%d: listener: TLS settings without certfile or psk_file",
+				 lc->file ? lc->file : "?", lc->line);
+			return MOAT_ECONFIG;
+		}
 		if ((lc->certfile || lc->psk_file) &&
 		    (n = moat_tls_server_new(lc, &l->tls, err, errlen)) < 0)
 			return n;
@@ -75,9 +86,11 @@ static int open_listeners(struct moat_broker *b, char *err, size_t errlen)
 			return n;
 		l->allow_anonymous = lc->allow_anonymous == 1;
 		atomic_init(&l->connections, 0);
-		moat_log(MOAT_LOG_LVL_NOTICE, "listening address=%s port=%u tls=%s anonymous=%s",
-			 lc->address ? lc->address : "*", lc->port, l->tls ? "yes" : "no",
-			 l->allow_anonymous ? "allowed" : "refused");
+		moat_log(MOAT_LOG_LVL_NOTICE,
+			 "listening address=%s port=%u protocol=%s tls=%s anonymous=%s",
+			 lc->address ? lc->address : "*", lc->port,
+			 lc->protocol == MOAT_PROTO_WEBSOCKETS ? "websockets" : "mqtt",
+			 l->tls ? "yes" : "no", l->allow_anonymous ? "allowed" : "refused");
 	}
 	return 0;
 }

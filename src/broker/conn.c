@@ -27,6 +27,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "core/vec.h"
+#include "net/listen.h"
 #include "net/transport.h"
 
 #define INLINE_PAYLOAD 256          /* payloads up to this are copied, not referenced */
@@ -44,26 +45,6 @@ static const char *cid(const struct moat_conn *c, char *buf, unsigned cap)
 	return moat_log_quote(buf, cap, c->session->client_id, (unsigned)c->session->client_id_len);
 }
 
-static void format_addr(const struct sockaddr_storage *sa, char *out, size_t cap)
-{
-	char host[INET6_ADDRSTRLEN] = "?";
-	unsigned port = 0;
-
-	if (sa->ss_family == AF_INET) {
-		const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
-		inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
-		port = ntohs(in->sin_port);
-		snprintf(out, cap, "%s:%u", host, port);
-	} else if (sa->ss_family == AF_INET6) {
-		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
-		inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
-		port = ntohs(in6->sin6_port);
-		snprintf(out, cap, "[%s]:%u", host, port);
-	} else {
-		snprintf(out, cap, "unix");
-	}
-}
-
 /* ---- life ---- */
 
 struct moat_conn *conn_new(struct moat_worker *w, struct moat_transport *tr,
@@ -79,7 +60,7 @@ struct moat_conn *conn_new(struct moat_worker *w, struct moat_transport *tr,
 	c->io.cb = on_io;
 	c->listener = l;
 	c->state = C_NEW;
-	format_addr(sa, c->addr, sizeof(c->addr));
+	moat_sockaddr_format(sa, c->addr, sizeof(c->addr));
 	moat_mqtt_framer_init(&c->in, &w->b->conn_mem, 0, w->b->conf->preauth_max_packet_size);
 	moat_map_init(&c->alias_out, NULL);
 	c->connected_at = worker_now(w);
@@ -544,10 +525,14 @@ void conn_flush(struct moat_conn *c)
 /* Logs why the transport gave up (a refused certificate, a bad handshake) and closes. */
 static void transport_failed(struct moat_conn *c, int rc)
 {
-	const char *what = rc == MOAT_EDENIED	  ? "peer certificate refused"
+	bool ws = strcmp(c->tr->ops->name, "ws") == 0;
+	const char *what = rc == MOAT_EDENIED	  ? (ws ? "WebSocket origin refused"
+						    : "peer certificate refused")
+			   : rc == MOAT_ETOOBIG	  ? "WebSocket frame too large"
 			   : rc == MOAT_EPROTOCOL ? "transport protocol error"
 						  : "read error";
-	const char *detail = moat_tls_last_error();
+	/* OpenSSL's reason is worth logging only when a TLS layer failed just now. */
+	const char *detail = c->listener->tls ? moat_tls_last_error() : "";
 
 	if (rc != MOAT_EIO || c->state == C_NEW)
 		moat_log(MOAT_LOG_LVL_NOTICE, "transport_failed addr=%s transport=%s reason=\"%s%s%s\"",
@@ -756,7 +741,15 @@ void conn_disconnect(struct moat_conn *c, uint8_t reason, const char *why)
 	if (c->state == C_ACTIVE && c->version == MOAT_MQTT_V5 && !c->disconnect_sent) {
 		struct moat_mqtt_packet p = {.type = MOAT_MQTT_DISCONNECT, .version = 5};
 		p.disconnect.reason = reason;
-		conn_send(c, &p);
+		if (c->problem_info && why) { /* the client asked to be told why (3.1.2.11.7) */
+			p.disconnect.props.present = MOAT_PROP_BIT(MOAT_PROP_REASON_STRING);
+			p.disconnect.props.reason_string.p = (const uint8_t *)why;
+			p.disconnect.props.reason_string.len = strlen(why);
+		}
+		if (conn_send(c, &p) < 0 && c->problem_info) {
+			p.disconnect.props.present = 0; /* too big for the client: the code alone */
+			conn_send(c, &p);
+		}
 		c->disconnect_sent = true;
 	}
 	conn_close(c, why);

@@ -18,6 +18,7 @@
 #include "broker/internal.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "net/ws.h"
 
 /* Refuses the CONNECT with a 5.0 reason (mapped for 3.x) and closes. */
 static void refuse(struct moat_conn *c, uint8_t reason, const char *why)
@@ -310,10 +311,13 @@ int handle_connect(struct moat_conn *c, struct moat_mqtt_packet *p)
 	struct moat_mqtt_connect *cn = &p->connect;
 	struct moat_worker *w = c->w;
 	const char *why = NULL;
-	uint8_t reason = check(c, cn, &why);
+	uint8_t reason;
 	struct moat_session *s;
 	bool present;
 
+	if (moat_ws_forwarded_for(c->tr)) /* a trusted proxy says who the client is */
+		snprintf(c->addr, sizeof(c->addr), "%s", moat_ws_forwarded_for(c->tr));
+	reason = check(c, cn, &why);
 	if (reason) {
 		refuse(c, reason, why);
 		return -1;

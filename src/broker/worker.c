@@ -18,6 +18,8 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "core/vec.h"
+#include "net/listen.h"
+#include "net/ws.h"
 
 struct listen_io {
 	struct moat_io io;
@@ -220,6 +222,34 @@ static void on_tick(struct moat_loop *loop, void *arg)
 
 /* ---- accepting ---- */
 
+/*
+ * The transport stack of listener l for accepted socket fd (taken): TCP or
+ * TLS, with WebSocket framing on top for `protocol websockets`. NULL if out of
+ * memory (fd is closed then).
+ */
+static struct moat_transport *open_transport(struct moat_listener *l, int fd,
+					     const struct sockaddr_storage *sa)
+{
+	struct moat_transport *tr = l->tls ? moat_tls_accept(l->tls, fd) : moat_tcp_new(fd), *ws;
+	char addr[64];
+	struct moat_ws_opts o = {0};
+
+	if (!tr) {
+		close(fd);
+		return NULL;
+	}
+	if (l->conf->protocol != MOAT_PROTO_WEBSOCKETS)
+		return tr;
+	moat_sockaddr_format(sa, addr, sizeof(addr));
+	o.allowed_origins = l->conf->websockets_origin;
+	o.trusted_proxies = l->conf->websockets_trusted_proxies;
+	o.peer_addr = addr;
+	ws = moat_ws_server_new(tr, &o);
+	if (!ws)
+		moat_transport_free(tr);
+	return ws;
+}
+
 static void on_accept(struct moat_loop *loop, struct moat_io *io, unsigned events)
 {
 	struct listen_io *li = (struct listen_io *)io;
@@ -253,13 +283,10 @@ static void on_accept(struct moat_loop *loop, struct moat_io *io, unsigned event
 			continue;
 		}
 		atomic_fetch_add(&l->connections, 1);
-		tr = l->tls ? moat_tls_accept(l->tls, fd) : moat_tcp_new(fd);
+		tr = open_transport(l, fd, &sa);
 		if (!tr || !conn_new(li->w, tr, l, &sa)) {
 			atomic_fetch_sub(&l->connections, 1);
-			if (tr)
-				moat_transport_free(tr);
-			else
-				close(fd);
+			moat_transport_free(tr);
 		}
 	}
 }

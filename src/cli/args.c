@@ -212,6 +212,16 @@ const struct moat_cli_opt moat_cli_common_opts[] = {
 	{0, "will-payload", 1, "will payload", moat_cli_set_str, C(will_payload)},
 	{0, "will-qos", 1, "will QoS", set_qos, C(will_qos)},
 	{0, "will-retain", 0, NULL, moat_cli_set_flag, C(will_retain)},
+	{'w', "ws", 0, NULL, moat_cli_set_flag, C(net.ws)},
+	{0, "cafile", 1, "file", moat_cli_set_str, C(net.cafile)},
+	{0, "capath", 1, "directory", moat_cli_set_str, C(net.capath)},
+	{0, "cert", 1, "file", moat_cli_set_str, C(net.certfile)},
+	{0, "key", 1, "file", moat_cli_set_str, C(net.keyfile)},
+	{0, "ciphers", 1, "ciphers", moat_cli_set_str, C(net.ciphers)},
+	{0, "tls-version", 1, "version", moat_cli_net_set_tls_version, C(net.tls_version)},
+	{0, "insecure", 0, NULL, moat_cli_set_flag, C(net.insecure)},
+	{0, "psk", 1, "key", moat_cli_set_str, C(net.psk)},
+	{0, "psk-identity", 1, "identity", moat_cli_set_str, C(net.psk_identity)},
 	{0, NULL, 0, NULL, NULL, 0},
 };
 
@@ -222,12 +232,14 @@ void moat_cli_common_usage(FILE *f)
 	      " -D : define an MQTT v5 property: -D COMMAND PROPERTY VALUE, where COMMAND is\n"
 	      "      connect, publish, subscribe, unsubscribe, disconnect or will, e.g.\n"
 	      "      -D publish user-property key value, -D connect receive-maximum 10.\n"
-	      " -h : mqtt host to connect to. Defaults to localhost.\n"
+	      " -h : mqtt host to connect to. Defaults to localhost. With TLS, it is also the\n"
+	      "      SNI name and the name the server's certificate must carry.\n"
 	      " -i : id to use for this client. Defaults to one the broker assigns (3.1.1, 5),\n"
 	      "      or moat_TOOL_ appended with the process id (3.1).\n"
 	      " -I : define the client id as id_prefix appended with the process id.\n"
 	      " -k : keep alive in seconds for this client. Defaults to 60; 0 disables it.\n"
-	      " -p : network port to connect to. Defaults to 1883.\n"
+	      " -p : network port to connect to. Defaults to 1883 for plain MQTT, 8883 for MQTT\n"
+	      "      over TLS, 8080 with -w, 8081 with -w over TLS.\n"
 	      " -P : provide a password.\n"
 	      " -q : quality of service level to use. Defaults to 0.\n"
 	      " -u : provide a username.\n"
@@ -244,6 +256,7 @@ void moat_cli_common_usage(FILE *f)
 	      " --will-retain : if given, make the client Will retained.\n"
 	      " --will-topic : the topic on which to publish the client Will.\n",
 	      f);
+	moat_cli_net_usage(f);
 }
 
 /* ---- completing the shared options ---- */
@@ -253,7 +266,6 @@ void moat_cli_common_init(struct moat_cli_common *cc, const char *tool)
 	memset(cc, 0, sizeof(*cc));
 	cc->tool = tool;
 	cc->host = "localhost";
-	cc->port = "1883";
 	cc->version = MOAT_MQTT_V311;
 	cc->keep_alive = 60;
 }
@@ -305,7 +317,7 @@ int moat_cli_common_finish(struct moat_cli_common *cc)
 {
 	struct moat_mqtt_props *conn = &cc->props.p[MOAT_CLI_CONNECT];
 
-	if (client_id(cc) < 0 || will(cc) < 0)
+	if (client_id(cc) < 0 || will(cc) < 0 || moat_cli_net_finish(&cc->net, &cc->port) < 0)
 		return -1;
 	if (cc->username == NULL && cc->password != NULL && cc->version != MOAT_MQTT_V5) {
 		fprintf(stderr, "Error: A password needs a username in MQTT v3.\n");
@@ -324,6 +336,7 @@ int moat_cli_common_finish(struct moat_cli_common *cc)
 void moat_cli_common_free(struct moat_cli_common *cc)
 {
 	moat_cli_props_free(&cc->props);
+	moat_cli_net_free(&cc->net);
 }
 
 const struct moat_mqtt_props *moat_cli_props_of(const struct moat_cli_common *cc,
@@ -361,6 +374,8 @@ void moat_cli_signals(struct moat_cli_common *cc)
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
+	sa.sa_handler = SIG_IGN;
+	sigaction(SIGPIPE, &sa, NULL);
 	sigemptyset(&block);
 	sigaddset(&block, SIGINT);
 	sigaddset(&block, SIGTERM);
@@ -378,11 +393,17 @@ int moat_cli_connect(struct moat_cli_common *cc, struct moat_client *c, moat_cli
 		     moat_client_pub_fn *on_pub, void *ctx)
 {
 	struct moat_client_opts *o = &cc->copts;
+	char err[300];
 	int rc;
 
 	memset(o, 0, sizeof(*o));
 	o->host = cc->host;
 	o->port = cc->port;
+	o->stream = moat_cli_net_open(&cc->net, cc->host, cc->port, err, sizeof(err));
+	if (!o->stream) {
+		moat_cli_err(cc, "Error: %s\n", err);
+		return 1;
+	}
 	o->version = cc->version;
 	o->client_id = str_slice(cc->id);
 	o->clean_start = !cc->no_clean;

@@ -3,6 +3,9 @@
  * parser, the options both take (connection, identity, will, -D
  * properties, -d, --quiet), and connecting with them.
  *
+ * The options that choose the stream under MQTT (TLS, PSK, WebSockets) are
+ * rows of the shared table too; netargs.h describes them.
+ *
  * An option is one row of a table: its spellings (-x, --long), how many
  * values follow it, and a setter. Tools list their own rows and end the
  * list with MOAT_CLI_COMMON_OPTS, the shared rows. A tool's configuration
@@ -21,6 +24,7 @@
 #include <stdio.h>
 
 #include "cli/client.h"
+#include "cli/netargs.h"
 #include "cli/propargs.h"
 #include "mqtt/props.h"
 
@@ -28,7 +32,7 @@
 struct moat_cli_common {
 	const char *tool; /* "pub" or "sub" */
 	const char *host;
-	const char *port;
+	const char *port; /* NULL until moat_cli_common_finish picks the default */
 	uint8_t version;
 	const char *id;
 	const char *id_prefix;
@@ -48,6 +52,7 @@ struct moat_cli_common {
 	uint8_t will_qos;
 	bool will_retain;
 	struct moat_cli_props props;
+	struct moat_cli_net net; /* TLS, PSK, WebSockets */
 	char idbuf[96];
 	struct moat_client_opts copts; /* filled by moat_cli_connect */
 	sigset_t sigmask;              /* the mask to wait with (signals let in) */
@@ -82,8 +87,8 @@ void moat_cli_common_init(struct moat_cli_common *cc, const char *tool);
 
 /*
  * Checks the shared options once parsed and completes them: client id,
- * session expiry, will, User Property blocks. Returns 0, or -1 after
- * printing the error.
+ * session expiry, will, User Property blocks, TLS and WebSocket options and
+ * the port they imply. Returns 0, or -1 after printing the error.
  */
 int moat_cli_common_finish(struct moat_cli_common *cc);
 
@@ -96,15 +101,17 @@ const struct moat_mqtt_props *moat_cli_props_of(const struct moat_cli_common *cc
 
 /*
  * Blocks SIGINT and SIGTERM, which from now on only set moat_cli_signalled
- * and are let in while the client waits (ppoll with cc->sigmask).
+ * and are let in while the client waits (ppoll with cc->sigmask). Ignores
+ * SIGPIPE: a write to a server that has gone fails with EPIPE instead.
  */
 void moat_cli_signals(struct moat_cli_common *cc);
 extern volatile sig_atomic_t moat_cli_signalled;
 
 /*
- * Connects c with the shared options and the given callbacks. Returns 0,
- * or the exit code after printing the error: the CONNACK's code when the
- * server refused (as mosquitto_pub/sub 2.0 do), else 1.
+ * Connects c with the shared options and the given callbacks, over the
+ * stream the TLS and WebSocket options chose. Returns 0, or the exit code
+ * after printing the error: the CONNACK's code when the server refused (as
+ * mosquitto_pub/sub 2.0 do), else 1 (a TLS failure among them).
  */
 int moat_cli_connect(struct moat_cli_common *cc, struct moat_client *c, moat_client_msg_fn *on_msg,
 		     moat_client_pub_fn *on_pub, void *ctx);

@@ -1,16 +1,24 @@
 /*
  * client.c - the blocking MQTT client of the moat tool (see client.h).
  *
- * Everything happens in pump(): one poll round over the socket (and an
- * optional extra fd), reading into the framer, handing each packet to
- * moat_client_handle (client_in.c), then the keep alive. The public calls
+ * Everything happens in pump(): one poll round over the transport's socket
+ * (and an optional extra fd), reading into the framer, handing each packet
+ * to moat_client_handle (client_in.c), then the keep alive. The public calls
  * are loops of pump() until their condition holds:
  *
- *   connect    tcp ─> CONNECT ─> pump until CONNACK
+ *   connect    tcp ─> wrap ─> pump until ready ─> upgrade ─> pump until ready
+ *              ─> read what came (settle) ─> CONNECT ─> pump until CONNACK
  *   publish    QoS 0: send │ QoS 1/2: pump until inflight < Receive Maximum, send
  *   flush      pump until nothing is in flight either way
  *   subscribe  SUBSCRIBE ─> pump until SUBACK (same for UNSUBSCRIBE)
  *   wait       pump until the extra fd is readable, a timeout, a signal, stop
+ *
+ * Sending hands the encoded packet to the transport and flushes it before
+ * returning, polling while the socket is full for the events
+ * moat_transport_want() names. A round of pump() does not poll while the
+ * transport holds data it has already read (decrypted TLS records): it
+ * reads them first. A transport's handshake completes before CONNECT is
+ * written, so nothing is queued behind it.
  *
  * Outgoing QoS 1/2 state lives in out[packet id]:
  *
@@ -42,11 +50,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "cli/client_int.h"
 #include "core/error.h"
+#include "event/loop.h"
 #include "mqtt/frame.h"
 
 #define WRITE_STALL_MS 30000
@@ -87,9 +97,8 @@ static bool v5(const struct moat_client *c)
 
 void moat_client_close(struct moat_client *c)
 {
-	if (c->fd >= 0)
-		close(c->fd);
-	c->fd = -1;
+	moat_transport_free(c->t);
+	c->t = NULL;
 }
 
 void moat_client_set_id(struct moat_client *c, struct moat_slice id)
@@ -142,7 +151,6 @@ struct moat_client *moat_client_new(void)
 
 	if (!c)
 		return NULL;
-	c->fd = -1;
 	c->out = calloc(ID_SPACE, 1);
 	c->in_q2 = calloc(ID_SPACE, 1);
 	if (!c->out || !c->in_q2) {
@@ -203,7 +211,7 @@ bool moat_client_stopped(const struct moat_client *c)
 	return c->stop;
 }
 
-/* ---- the socket ---- */
+/* ---- the connection ---- */
 
 /* Connects one address before deadline. Returns the fd, or -1 with errno set. */
 static int try_address(const struct addrinfo *ai, int64_t deadline)
@@ -246,54 +254,142 @@ fail:
 	return -1;
 }
 
-/* Resolves and connects, trying each address in turn. Returns 0 or MOAT_EIO. */
+/* Resolves and connects, trying each address in turn. Returns the fd, or MOAT_EIO. */
 static int tcp_connect(struct moat_client *c, int64_t deadline)
 {
 	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
 	struct addrinfo *res = NULL, *ai;
-	int rc, err = ECONNREFUSED;
+	int rc, fd = -1, err = ECONNREFUSED;
 
 	rc = getaddrinfo(c->o->host, c->o->port, &hints, &res);
 	if (rc != 0)
 		return moat_client_fail(c, MOAT_EIO, "%s: %s", c->o->host, gai_strerror(rc));
-	for (ai = res; ai && c->fd < 0; ai = ai->ai_next) {
-		c->fd = try_address(ai, deadline);
-		if (c->fd < 0)
+	for (ai = res; ai && fd < 0; ai = ai->ai_next) {
+		fd = try_address(ai, deadline);
+		if (fd < 0)
 			err = errno;
 	}
 	freeaddrinfo(res);
-	if (c->fd < 0)
+	if (fd < 0)
 		return moat_client_fail(c, MOAT_EIO, "%s", strerror(err));
+	return fd;
+}
+
+/* Puts the transport opts.stream asks for (plain TCP by default) on fd, which it takes. */
+static int open_transport(struct moat_client *c, int fd)
+{
+	const struct moat_client_stream *s = c->o->stream;
+	char why[256] = "out of memory";
+
+	if (s && s->wrap)
+		c->t = s->wrap(s->ctx, fd, why, sizeof(why));
+	else if (!(c->t = moat_tcp_new(fd)))
+		close(fd);
+	if (!c->t)
+		return moat_client_fail(c, MOAT_EIO, "%s", why);
 	return 0;
 }
 
-/* Writes all of p[0..n), waiting for room. Returns 0, MOAT_EIO or MOAT_ECLOSED. */
+/*
+ * The transport failed with rc (0: the server ended the stream) while doing
+ * what: closes it and records why, in opts.stream's words when it has some
+ * (a TLS alert, a refused certificate). Returns MOAT_ECLOSED, or MOAT_EIO
+ * for an operating-system error other than the peer going away.
+ */
+static int lost(struct moat_client *c, ssize_t rc, const char *what)
+{
+	const struct moat_client_stream *s = c->o ? c->o->stream : NULL;
+	int err = errno, code = MOAT_ECLOSED;
+	char why[256] = "";
+
+	if (s && s->explain)
+		s->explain(s->ctx, c->t, (int)rc, c->got_connack, why, sizeof(why));
+	if (!c->t->ops->ready(c->t))
+		what = "the connection was lost during the handshake";
+	moat_client_close(c);
+	if (why[0])
+		return moat_client_fail(c, code, "%s", why);
+	if (rc == 0)
+		return moat_client_fail(c, code, "%s", what);
+	if (rc != MOAT_EIO)
+		return moat_client_fail(c, code, "%s: %s", what, moat_strerror((int)rc));
+	if (err != EPIPE && err != ECONNRESET)
+		code = MOAT_EIO;
+	return moat_client_fail(c, code, "%s: %s", what, strerror(err));
+}
+
+/* The poll(2) events of MOAT_EV_* bits. */
+static short poll_events(unsigned ev)
+{
+	return (short)((ev & MOAT_EV_READ ? POLLIN : 0) | (ev & MOAT_EV_WRITE ? POLLOUT : 0));
+}
+
+/*
+ * Waits, while writing, for what the transport needs to make progress: the
+ * socket writable, or readable only when that is all it asks for (its write
+ * waits for the peer). Transports ask for READ all the time, and data from
+ * the server waits unread until the write is done, so polling for it would
+ * spin. Returns 0 when it may progress, or closes after WRITE_STALL_MS.
+ */
+static int wait_io(struct moat_client *c)
+{
+	unsigned want = moat_transport_want(c->t, true);
+	struct pollfd pf = {c->t->fd, poll_events(want & MOAT_EV_WRITE ? MOAT_EV_WRITE : want), 0};
+	int r;
+
+	do
+		r = poll(&pf, 1, WRITE_STALL_MS);
+	while (r < 0 && errno == EINTR);
+	if (r > 0)
+		return 0;
+	if (r < 0)
+		return lost(c, MOAT_EIO, "poll");
+	moat_client_close(c);
+	return moat_client_fail(c, MOAT_EIO, "the server has not read for %d s",
+				WRITE_STALL_MS / 1000);
+}
+
+/*
+ * Pushes out what the transport holds. Returns 1 when all is out, 0 when it
+ * may take more after waiting, or an error (closed).
+ */
+static int push(struct moat_client *c)
+{
+	int rc = moat_transport_flush(c->t);
+
+	if (rc == 0)
+		return 1;
+	if (rc != MOAT_EAGAIN)
+		return lost(c, rc, "writing to the server");
+	rc = wait_io(c);
+	return rc < 0 ? rc : 0;
+}
+
+/*
+ * Hands all of p[0..n) to the transport and flushes it. A transport that
+ * takes no more (MOAT_EAGAIN) is flushed, which makes room, and waited for.
+ * Returns 0, MOAT_EIO or MOAT_ECLOSED.
+ */
 static int write_all(struct moat_client *c, const uint8_t *p, size_t n)
 {
-	while (n) {
-		ssize_t w = send(c->fd, p, n, MSG_NOSIGNAL);
-		struct pollfd pf = {c->fd, POLLOUT, 0};
+	int rc = 0;
+
+	while (n && rc >= 0) {
+		struct iovec iov = {(void *)p, n};
+		ssize_t w = moat_transport_writev(c->t, &iov, 1);
 
 		if (w > 0) {
 			p += w;
 			n -= (size_t)w;
-			continue;
-		}
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
-			int code = errno == EPIPE || errno == ECONNRESET ? MOAT_ECLOSED : MOAT_EIO;
-			moat_client_fail(c, code, "writing to the server: %s", strerror(errno));
-			moat_client_close(c);
-			return code;
-		}
-		if (poll(&pf, 1, WRITE_STALL_MS) == 0) {
-			moat_client_close(c);
-			return moat_client_fail(c, MOAT_EIO, "the server has not read for %d s",
-						WRITE_STALL_MS / 1000);
+		} else if (w < 0 && w != MOAT_EAGAIN) {
+			return lost(c, w, "writing to the server");
+		} else {
+			rc = push(c);
 		}
 	}
-	return 0;
+	while (rc >= 0 && (rc = push(c)) == 0)
+		;
+	return rc < 0 ? rc : 0;
 }
 
 /* ---- sending ---- */
@@ -303,7 +399,7 @@ int moat_client_send(struct moat_client *c, const struct moat_mqtt_packet *p)
 	size_t size, len;
 	int rc;
 
-	if (c->fd < 0)
+	if (!c->t)
 		return moat_client_fail(c, MOAT_ECLOSED, "not connected");
 	if (moat_mqtt_encode_size(p, &size) < 0)
 		return moat_client_fail(c, MOAT_EINVAL,
@@ -347,24 +443,17 @@ static int read_some(struct moat_client *c)
 
 	if (moat_mqtt_framer_space(&c->framer, &space, &room) < 0)
 		return moat_client_fail(c, MOAT_ENOMEM, "out of memory");
-	n = read(c->fd, space, room);
-	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+	n = moat_transport_read(c->t, space, room);
+	if (n == MOAT_EAGAIN)
 		return 0;
-	if (n < 0) {
-		moat_client_close(c);
-		return moat_client_fail(c, MOAT_ECLOSED, "the connection was lost: %s",
-					strerror(errno));
-	}
-	if (n == 0) {
-		moat_client_close(c);
-		return moat_client_fail(c, MOAT_ECLOSED, "the connection was lost");
-	}
+	if (n <= 0)
+		return lost(c, n, "the connection was lost");
 	moat_mqtt_framer_commit(&c->framer, (size_t)n);
 	while ((rc = moat_mqtt_framer_next(&c->framer, &fr, &f)) == 1) {
 		rc = moat_client_handle(c, &fr);
 		if (rc < 0)
 			return rc;
-		if (c->fd < 0)
+		if (!c->t)
 			return 0;
 	}
 	if (rc < 0)
@@ -378,7 +467,7 @@ static int keepalive(struct moat_client *c)
 	int64_t ka = (int64_t)c->keep_alive * 1000, now = now_ms();
 	struct moat_mqtt_packet p = {.type = MOAT_MQTT_PINGREQ, .version = c->version};
 
-	if (!ka || !c->got_connack || c->fd < 0)
+	if (!ka || !c->got_connack || !c->t)
 		return 0;
 	if (c->ping_sent && now - c->ping_sent >= ka) {
 		moat_client_close(c);
@@ -420,29 +509,50 @@ static int do_poll(const struct moat_client *c, struct pollfd *pf, nfds_t n, int
 	return poll(pf, n, wait);
 }
 
-/* One round: poll, read and handle, keep alive. Returns PUMP_* or an error. */
+/*
+ * Lets the transport progress after poll reported revents on its socket (or
+ * it holds data already decrypted): output it holds is flushed when
+ * writable, then it is read, as a read may be what waited for the socket to
+ * be writable (TLS). Returns 0 or an error.
+ */
+static int service(struct moat_client *c, short revents, bool buffered)
+{
+	if (revents & POLLOUT) {
+		int rc = moat_transport_flush(c->t);
+		if (rc < 0 && rc != MOAT_EAGAIN)
+			return lost(c, rc, "writing to the server");
+	}
+	if (!revents && !buffered)
+		return 0;
+	return read_some(c);
+}
+
+/*
+ * One round: poll for what the transport wants (not at all while it holds
+ * buffered data), read and handle, keep alive. Returns PUMP_* or an error.
+ */
 static int pump(struct moat_client *c, int fd, int64_t deadline)
 {
-	struct pollfd pf[2] = {{c->fd, POLLIN, 0}, {fd, POLLIN, 0}};
+	struct pollfd pf[2] = {{-1, 0, 0}, {fd, POLLIN, 0}};
+	bool buffered;
 	int r, rc;
 
-	if (c->fd < 0)
+	if (!c->t)
 		return c->err[0] ? MOAT_ECLOSED
 				 : moat_client_fail(c, MOAT_ECLOSED, "not connected");
-	r = do_poll(c, pf, fd >= 0 ? 2 : 1, poll_wait(c, deadline));
+	pf[0] = (struct pollfd){c->t->fd, poll_events(moat_transport_want(c->t, false)), 0};
+	buffered = c->t->ops->has_buffered(c->t);
+	r = do_poll(c, pf, fd >= 0 ? 2 : 1, buffered ? 0 : poll_wait(c, deadline));
 	if (r < 0 && errno == EINTR)
 		return PUMP_INTR;
 	if (r < 0)
 		return moat_client_fail(c, MOAT_EIO, "poll: %s", strerror(errno));
-	if (pf[0].revents) {
-		rc = read_some(c);
-		if (rc < 0)
-			return rc;
-	}
-	rc = keepalive(c);
+	rc = service(c, pf[0].revents, buffered);
+	if (rc == 0)
+		rc = keepalive(c);
 	if (rc < 0)
 		return rc;
-	if (c->fd < 0)
+	if (!c->t)
 		return MOAT_ECLOSED;
 	if (fd >= 0 && pf[1].revents)
 		return PUMP_FD;
@@ -534,6 +644,86 @@ static int send_connect(struct moat_client *c, const struct moat_client_opts *o)
 	return moat_client_send(c, &p);
 }
 
+/*
+ * Drives the transport's handshake (TLS, WebSocket upgrade) to its end
+ * before anything is written, so that waiting for the server's half polls
+ * only for what the transport wants. Returns 0, MOAT_EAGAIN (timeout or
+ * signal) or a connection error.
+ */
+static int handshake(struct moat_client *c, int64_t deadline)
+{
+	while (c->t && !c->t->ops->ready(c->t)) {
+		int rc = moat_transport_flush(c->t);
+
+		if (rc < 0 && rc != MOAT_EAGAIN)
+			return lost(c, rc, "the connection was lost");
+		if (c->t->ops->ready(c->t))
+			break;
+		rc = pump(c, -1, deadline);
+		if (rc < 0)
+			return rc;
+		if (rc == PUMP_TIMEOUT || rc == PUMP_INTR)
+			return moat_client_fail(c, MOAT_EAGAIN, "the handshake %s",
+						rc == PUMP_INTR ? "was interrupted" : "timed out");
+	}
+	return c->t ? 0 : MOAT_ECLOSED;
+}
+
+/* True for a plain TCP stream, with no handshake, whose end is shutdown(). */
+static bool plain(const struct moat_client *c)
+{
+	return strcmp(c->t->ops->name, "tcp") == 0;
+}
+
+/*
+ * Reads, without waiting, what the server sent at the end of the handshake.
+ * A TLS 1.3 server refuses a client certificate after the client has
+ * finished, with an alert and a close: read now, the alert tells why; read
+ * after writing CONNECT into the closed connection, it is lost to the reset.
+ * Returns 0 or the connection's error.
+ */
+static int settle(struct moat_client *c)
+{
+	int rc = pump(c, -1, now_ms());
+
+	return rc < 0 ? rc : 0;
+}
+
+/* Connects the stream: opts.stream's layers, each one's handshake done. */
+static int open_stream(struct moat_client *c, int64_t deadline)
+{
+	const struct moat_client_stream *s = c->o->stream;
+	char why[256] = "out of memory";
+	int rc = tcp_connect(c, deadline);
+
+	if (rc >= 0)
+		rc = open_transport(c, rc);
+	if (rc == 0)
+		rc = handshake(c, deadline);
+	if (rc == 0 && s && s->upgrade) {
+		c->t = s->upgrade(s->ctx, c->t, why, sizeof(why));
+		rc = c->t ? handshake(c, deadline) : moat_client_fail(c, MOAT_EIO, "%s", why);
+	}
+	if (rc == 0 && !plain(c))
+		rc = settle(c);
+	return rc;
+}
+
+/* Sends CONNECT and waits for the CONNACK. Returns as moat_client_connect. */
+static int exchange_connect(struct moat_client *c, int64_t deadline)
+{
+	int rc = send_connect(c, c->o);
+
+	if (rc == 0)
+		rc = pump_until(c, &c->got_connack, deadline);
+	if (rc == MOAT_EAGAIN && c->t) {
+		char why[sizeof(c->err)];
+		memcpy(why, c->err, sizeof(why));
+		moat_client_fail(c, rc, "no CONNACK from the server (%s)", why);
+	}
+	return rc;
+}
+
 int moat_client_connect(struct moat_client *c, const struct moat_client_opts *o)
 {
 	int64_t deadline = deadline_of(o->timeout_ms);
@@ -549,16 +739,9 @@ int moat_client_connect(struct moat_client *c, const struct moat_client_opts *o)
 	moat_client_set_id(c, o->client_id);
 	rc = own_limits(c, o->props);
 	if (rc == 0)
-		rc = tcp_connect(c, deadline);
+		rc = open_stream(c, deadline);
 	if (rc == 0)
-		rc = send_connect(c, o);
-	if (rc == 0)
-		rc = pump_until(c, &c->got_connack, deadline);
-	if (rc == MOAT_EAGAIN && c->fd >= 0) {
-		char why[sizeof(c->err)];
-		memcpy(why, c->err, sizeof(why));
-		moat_client_fail(c, rc, "no CONNACK from the server (%s)", why);
-	}
+		rc = exchange_connect(c, deadline);
 	if (rc < 0)
 		moat_client_close(c);
 	return rc;
@@ -773,11 +956,15 @@ int moat_client_unsubscribe(struct moat_client *c, const struct moat_slice *filt
 static void drain(struct moat_client *c, int64_t deadline)
 {
 	uint8_t buf[4096];
-	struct pollfd pf = {c->fd, POLLIN, 0};
+	int64_t left;
 
-	while (now_ms() < deadline && poll(&pf, 1, (int)(deadline - now_ms())) > 0) {
-		ssize_t n = read(c->fd, buf, sizeof(buf));
-		if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN))
+	while ((left = deadline - now_ms()) > 0) {
+		ssize_t n = moat_transport_read(c->t, buf, sizeof(buf));
+		struct pollfd pf = {c->t->fd, poll_events(moat_transport_want(c->t, false)), 0};
+
+		if (n > 0)
+			continue;
+		if (n != MOAT_EAGAIN || poll(&pf, 1, (int)left) <= 0)
 			break;
 	}
 }
@@ -788,7 +975,7 @@ int moat_client_disconnect(struct moat_client *c, uint8_t reason,
 	struct moat_mqtt_packet p = {.type = MOAT_MQTT_DISCONNECT, .version = c->version};
 	int rc;
 
-	if (c->fd < 0)
+	if (!c->t)
 		return moat_client_fail(c, MOAT_ECLOSED, "not connected");
 	p.disconnect.reason = reason;
 	if (props && v5(c))
@@ -797,7 +984,8 @@ int moat_client_disconnect(struct moat_client *c, uint8_t reason,
 	if (rc == MOAT_EINVAL)
 		return rc;
 	if (rc == 0) {
-		shutdown(c->fd, SHUT_WR);
+		if (plain(c))
+			shutdown(c->t->fd, SHUT_WR);
 		drain(c, now_ms() + (timeout_ms < 0 ? 0 : timeout_ms));
 	}
 	moat_client_close(c);

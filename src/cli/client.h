@@ -49,10 +49,22 @@ struct moat_client_stream {
 	 */
 	struct moat_transport *(*wrap)(void *ctx, int fd, char *why, size_t len);
 	/*
-	 * Describes why the transport failed with rc (0: it ended) into
-	 * why[0..len), or leaves why "" when it has nothing to add.
+	 * Called once, when the transport wrap made has completed its
+	 * handshake: returns the transport to speak MQTT through, t itself or
+	 * one wrapping t (taking it), whose handshake the client then drives;
+	 * or NULL with why filled, t freed. NULL hook = t as it is. (A
+	 * WebSocket over TLS starts here, so its upgrade request does not wait
+	 * inside an unfinished TLS handshake.)
 	 */
-	void (*explain)(void *ctx, int rc, char *why, size_t len);
+	struct moat_transport *(*upgrade)(void *ctx, struct moat_transport *t, char *why,
+					  size_t len);
+	/*
+	 * Describes why transport t (borrowed) failed with rc (0: it ended),
+	 * before the CONNACK or after (connected), into why[0..len), or leaves
+	 * why "" when it has nothing to add.
+	 */
+	void (*explain)(void *ctx, const struct moat_transport *t, int rc, bool connected,
+			char *why, size_t len);
 	void *ctx;
 };
 

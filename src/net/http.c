@@ -12,6 +12,10 @@
  * Transfer-Encoding are refused: an upgrade request has no body, and a body
  * we did not read would be taken for WebSocket frames.
  *
+ * Origin is compared byte for byte with the allowed list when there is one;
+ * a request without Origin comes from a program, not a browser, and the
+ * check (against cross-site pages in a browser) has nothing to protect then.
+ *
  * X-Forwarded-For is believed only from a trusted proxy, and then walked
  * from the right: the client is the rightmost address that is not itself a
  * trusted proxy (entries to its left were written by the client and prove
@@ -19,6 +23,7 @@
  */
 #include <arpa/inet.h>
 #include <stdio.h>
+#include <sys/random.h>
 #include <string.h>
 #include <strings.h>
 
@@ -107,14 +112,31 @@ static bool list_has(const char *v, size_t n, const char *want, bool nocase)
 
 /* ---- addresses ---- */
 
-/* Parses an IPv4 or IPv6 address (brackets allowed) into 16 bytes, IPv4 as ::ffff:a.b.c.d. */
+/* Narrows s[0..n) to its address: "a.b.c.d[:port]", "v6" or "[v6][:port]". */
+static void host_part(const char **s, size_t *n)
+{
+	const char *p = *s, *c;
+
+	if (*n && p[0] == '[') {
+		c = memchr(p, ']', *n);
+		if (c) {
+			*s = p + 1;
+			*n = (size_t)(c - p - 1);
+		}
+		return;
+	}
+	c = memchr(p, ':', *n);
+	if (c && !memchr(c + 1, ':', *n - (size_t)(c + 1 - p)))
+		*n = (size_t)(c - p); /* one colon: IPv4 and a port */
+}
+
+/* Parses an IPv4/IPv6 address (see host_part) into 16 bytes, IPv4 as ::ffff:a.b.c.d. */
 static bool addr_parse(const char *s, size_t n, uint8_t out[16])
 {
 	char tmp[MOAT_HTTP_ADDR_MAX];
 	struct in_addr v4;
 
-	if (n >= 2 && s[0] == '[' && s[n - 1] == ']')
-		s++, n -= 2;
+	host_part(&s, &n);
 	if (n == 0 || n >= sizeof(tmp))
 		return false;
 	memcpy(tmp, s, n);
@@ -151,7 +173,6 @@ bool moat_http_addr_listed(const char *list, const char *text, size_t len)
 
 /* ---- header handlers: return 0, or a status to refuse with at once ---- */
 
-struct moat_http_parser;
 typedef int (*header_fn)(struct moat_http_parser *p, const char *v, size_t n);
 
 static int refuse(struct moat_http_parser *p)
@@ -195,7 +216,8 @@ static int h_key(struct moat_http_parser *p, const char *v, size_t n)
 {
 	size_t i;
 
-	if (n != MOAT_HTTP_KEY_LEN || v[22] != '=' || v[23] != '=' || !strchr("AQgw", v[21]))
+	if (n != MOAT_HTTP_KEY_LEN || v[22] != '=' || v[23] != '=' || !v[21] ||
+	    !strchr("AQgw", v[21]))
 		return 0;
 	for (i = 0; i < 21; i++)
 		if (!is_b64(v[i]))
@@ -553,6 +575,16 @@ int moat_http_accept_key(const char *key, char out[MOAT_HTTP_ACCEPT_LEN + 1])
 	    mdlen != 20)
 		return MOAT_EIO;
 	EVP_EncodeBlock((unsigned char *)out, md, 20);
+	return 0;
+}
+
+int moat_http_new_key(char out[MOAT_HTTP_KEY_LEN + 1])
+{
+	unsigned char nonce[16];
+
+	if (getrandom(nonce, sizeof(nonce), 0) != (ssize_t)sizeof(nonce))
+		return MOAT_EIO;
+	EVP_EncodeBlock((unsigned char *)out, nonce, sizeof(nonce));
 	return 0;
 }
 

@@ -39,7 +39,8 @@ enum {
 struct moat_http_policy {
 	const char *allowed_origins; /* comma-separated exact Origin values; NULL = any */
 	const char *trusted_proxies; /* comma-separated addresses; NULL = none */
-	const char *peer_addr;       /* the TCP peer, as text; NULL = unknown */
+	const char *peer_addr;       /* the TCP peer: "a.b.c.d", "v6", a ":port" after either
+				      * ("[v6]:port"); NULL = unknown */
 	size_t max_bytes;            /* bound on the request head; 0 = MOAT_HTTP_DEFAULT_MAX */
 };
 
@@ -94,6 +95,9 @@ int moat_http_parse(struct moat_http_parser *p, const char *buf, size_t len);
 /* Writes base64(SHA-1(key ++ RFC 6455 GUID)) and a NUL into out[29]. Returns 0 or MOAT_EIO. */
 int moat_http_accept_key(const char *key, char out[MOAT_HTTP_ACCEPT_LEN + 1]);
 
+/* Writes a fresh random Sec-WebSocket-Key and a NUL into out[25]. Returns 0 or MOAT_EIO. */
+int moat_http_new_key(char out[MOAT_HTTP_KEY_LEN + 1]);
+
 /*
  * The writers: each writes a complete head (and a refusal's short body) into
  * out[0..cap). Returns its length, or MOAT_ENOSPC if cap is too small, or
@@ -105,7 +109,11 @@ int moat_http_write_refusal(char *out, size_t cap, int status);
 int moat_http_write_request(char *out, size_t cap, const char *host, const char *path,
 			    const char *key);
 
-/* True if text is an IPv4/IPv6 address listed in the comma-separated list. */
+/*
+ * True if text[0..len) is an IPv4/IPv6 address (a port allowed, as in
+ * peer_addr) that the comma-separated list names; IPv4-mapped IPv6
+ * addresses are the IPv4 ones.
+ */
 bool moat_http_addr_listed(const char *list, const char *text, size_t len);
 
 #endif

@@ -7,6 +7,7 @@
 #include "net/listen.h"
 
 #include <errno.h>
+#include <arpa/inet.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -100,4 +101,21 @@ int moat_listen_unix(const char *path, char *err, size_t errlen)
 		return MOAT_EIO;
 	}
 	return fd;
+}
+
+void moat_sockaddr_format(const struct sockaddr_storage *sa, char *out, size_t cap)
+{
+	char host[INET6_ADDRSTRLEN] = "?";
+
+	if (sa->ss_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+		inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+		snprintf(out, cap, "%s:%u", host, ntohs(in->sin_port));
+	} else if (sa->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+		inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+		snprintf(out, cap, "[%s]:%u", host, ntohs(in6->sin6_port));
+	} else {
+		snprintf(out, cap, "unix");
+	}
 }

@@ -23,4 +23,9 @@ int moat_listen_tcp(const char *host, uint16_t port, int domain, int *fds, int m
  */
 int moat_listen_unix(const char *path, char *err, size_t errlen);
 
+struct sockaddr_storage;
+
+/* Writes "a.b.c.d:port", "[v6]:port" or "unix" for sa into out. */
+void moat_sockaddr_format(const struct sockaddr_storage *sa, char *out, size_t cap);
+
 #endif

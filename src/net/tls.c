@@ -76,6 +76,7 @@ struct tls_tr {
 	struct moat_transport base;
 	SSL *ssl;
 	struct moat_tls_server *server; /* NULL on the client side */
+	struct moat_tls_client *client; /* NULL on the server side */
 	bool want_write;                /* the last operation needs the socket writable */
 	bool failed;
 	bool handshaken;
@@ -230,6 +231,8 @@ static void psk_index_init(void)
  * TLS 1.2 PSK, and TLS 1.3 external PSK through OpenSSL's compatibility
  * path (SHA-256 suites). Returns the key length, 0 for an unknown identity.
  */
+static void note_psk_identity(SSL *ssl, const char *identity);
+
 static unsigned int psk_server_cb(SSL *ssl, const char *identity, unsigned char *psk,
 				  unsigned int max_len)
 {
@@ -241,6 +244,7 @@ static unsigned int psk_server_cb(SSL *ssl, const char *identity, unsigned char 
 	for (i = 0; i < t->n; i++) {
 		if (strcmp(t->v[i].identity, identity) == 0 && t->v[i].len <= max_len) {
 			memcpy(psk, t->v[i].key, t->v[i].len);
+			note_psk_identity(ssl, identity);
 			return (unsigned int)t->v[i].len;
 		}
 	}
@@ -294,9 +298,14 @@ static int set_protocol(SSL_CTX *ctx, const struct moat_listener_conf *lc, bool 
 	if (!lc->tls_session_tickets) {
 		SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
 		SSL_CTX_set_num_tickets(ctx, 0);
+		SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
 	}
-	snprintf(ciphers, sizeof(ciphers), "%s%s%s", lc->ciphers ? lc->ciphers : DEFAULT_CIPHERS,
-		 psk && !lc->ciphers ? ":" : "", psk && !lc->ciphers ? PSK_CIPHERS : "");
+	/* PSK suites first: a client offering them wants PSK (certificate clients never do). */
+	if (lc->ciphers)
+		snprintf(ciphers, sizeof(ciphers), "%s", lc->ciphers);
+	else
+		snprintf(ciphers, sizeof(ciphers), "%s%s%s", psk ? PSK_CIPHERS : "", psk ? ":" : "",
+			 DEFAULT_CIPHERS);
 	if (SSL_CTX_set_cipher_list(ctx, ciphers) != 1)
 		return -1;
 	if (lc->ciphers_tls13 && SSL_CTX_set_ciphersuites(ctx, lc->ciphers_tls13) != 1)
@@ -447,6 +456,21 @@ static struct tls_tr *tr_of(struct moat_transport *t)
 	return (struct tls_tr *)t;
 }
 
+/*
+ * Keeps the identity of a PSK handshake: OpenSSL 3.0 does not report it for
+ * TLS 1.3 (SSL_get_psk_identity returns NULL there). Such a session gets no
+ * ticket, since a resumption would not come through this callback again.
+ */
+static void note_psk_identity(SSL *ssl, const char *identity)
+{
+	struct tls_tr *t = SSL_get_app_data(ssl);
+
+	if (!t)
+		return;
+	snprintf(t->info.psk_identity, sizeof(t->info.psk_identity), "%s", identity);
+	SSL_set_num_tickets(ssl, 0);
+}
+
 /* The first email, DNS or URI subjectAltName of x into out, or "". */
 static void first_san(X509 *x, char *out, size_t cap)
 {
@@ -488,7 +512,7 @@ static void fill_info(struct tls_tr *t)
 		X509_NAME_get_text_by_NID(name, NID_commonName, t->info.cn, sizeof(t->info.cn));
 		first_san(peer, t->info.san, sizeof(t->info.san));
 	}
-	if (psk)
+	if (psk && !t->info.psk_identity[0])
 		snprintf(t->info.psk_identity, sizeof(t->info.psk_identity), "%s", psk);
 	t->handshaken = true;
 	t->keyed_at = moat_now_ms();
@@ -712,6 +736,7 @@ static struct moat_transport *wrap(SSL_CTX *ctx, int fd, bool server)
 		return NULL;
 	}
 	SSL_set_mode(t->ssl, SSL_MODE_RELEASE_BUFFERS);
+	SSL_set_app_data(t->ssl, t);
 	if (server)
 		SSL_set_accept_state(t->ssl);
 	else
@@ -809,7 +834,8 @@ static unsigned int psk_client_cb(SSL *ssl, const char *hint, char *identity,
 				  unsigned int max_identity, unsigned char *psk,
 				  unsigned int max_psk)
 {
-	struct moat_tls_client *c = SSL_get_app_data(ssl);
+	struct tls_tr *t = SSL_get_app_data(ssl);
+	struct moat_tls_client *c = t ? t->client : NULL;
 
 	(void)hint;
 	if (!c || strlen(c->psk.identity) + 1 > max_identity || c->psk.len > max_psk)
@@ -903,7 +929,7 @@ struct moat_transport *moat_tls_connect(struct moat_tls_client *c, int fd)
 	if (!t)
 		return NULL;
 	ssl = tr_of(t)->ssl;
-	SSL_set_app_data(ssl, c);
+	tr_of(t)->client = c;
 	if (c->servername) {
 		SSL_set_tlsext_host_name(ssl, c->servername);
 		if (!c->insecure && !c->psk.len)

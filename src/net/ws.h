@@ -35,15 +35,20 @@
 
 #include "net/transport.h"
 
-/* The largest data frame accepted by default: one MQTT packet of the largest size, and then some. */
+/* The largest data frame accepted by default: an MQTT packet of the largest size, and then some. */
 #define MOAT_WS_MAX_FRAME_DEFAULT (((uint64_t)256 << 20) + 16)
 
 struct moat_ws_opts {
-	const char *allowed_origins; /* comma-separated list of exact Origin values; NULL = any origin */
-	const char *trusted_proxies; /* comma-separated IPv4/IPv6 addresses whose X-Forwarded-For is believed; NULL = none */
-	const char *peer_addr;       /* the TCP peer address as text, to decide whether it is a trusted proxy */
-	size_t max_header_bytes;     /* bound on the HTTP upgrade request; 0 = 8192 */
-	uint64_t max_frame_bytes;    /* bound on one data frame's payload; 0 = MOAT_WS_MAX_FRAME_DEFAULT */
+	/* comma-separated list of exact Origin values; NULL = any origin (a request without
+	 * Origin, from a non-browser client, is let in either way) */
+	const char *allowed_origins;
+	/* comma-separated IPv4/IPv6 addresses whose X-Forwarded-For is believed; NULL = none */
+	const char *trusted_proxies;
+	/* the TCP peer address as text ("a.b.c.d", "::1", either with ":port", "[v6]:port"),
+	 * to decide whether it is a trusted proxy */
+	const char *peer_addr;
+	size_t max_header_bytes;  /* bound on the HTTP upgrade request; 0 = 8192 */
+	uint64_t max_frame_bytes; /* bound on one data frame's payload; 0 = MOAT_WS_MAX_FRAME_DEFAULT */
 };
 
 /*
@@ -74,9 +79,11 @@ struct moat_transport *moat_ws_client_new(struct moat_transport *lower, const ch
 const char *moat_ws_forwarded_for(const struct moat_transport *t);
 
 /*
- * The HTTP status the handshake ended with: 101, a refusal (server side:
- * the one sent; client side: the one received), or 0 while undecided and for
- * a transport that is not a WebSocket.
+ * The HTTP status the handshake ended with. Server side: 101, or the refusal
+ * sent (400, 403, 404, 426, 431). Client side: 101 once a valid 101 came, the
+ * server's status when it was not 101, 0 for an answer that does not parse
+ * or a 101 that does not answer our request. 0 while undecided, and for a
+ * transport that is not a WebSocket.
  */
 int moat_ws_http_status(const struct moat_transport *t);
 
