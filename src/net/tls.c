@@ -78,6 +78,7 @@ struct tls_tr {
 	struct moat_tls_server *server; /* NULL on the client side */
 	struct moat_tls_client *client; /* NULL on the server side */
 	bool want_write;                /* the last operation needs the socket writable */
+	bool want_read;                 /* the last operation waits for the peer to send */
 	bool failed;
 	bool handshaken;
 	uint8_t stage[STAGE];
@@ -524,8 +525,10 @@ static int ssl_result(struct tls_tr *t, int r, const char *what)
 	int e = SSL_get_error(t->ssl, r);
 
 	t->want_write = false;
+	t->want_read = false;
 	switch (e) {
 	case SSL_ERROR_WANT_READ:
+		t->want_read = true;
 		return MOAT_EAGAIN;
 	case SSL_ERROR_WANT_WRITE:
 		t->want_write = true;
@@ -564,7 +567,7 @@ static ssize_t tls_read(struct moat_transport *base, void *buf, size_t n)
 	if (!t->handshaken && SSL_is_init_finished(t->ssl))
 		fill_info(t);
 	if (r > 0) {
-		t->want_write = false;
+		t->want_write = t->want_read = false;
 		return r;
 	}
 	return ssl_result(t, r, "TLS read");
@@ -583,7 +586,7 @@ static int finish_stage(struct tls_tr *t)
 		return ssl_result(t, r, "TLS write");
 	t->written += t->stage_len;
 	t->stage_len = 0;
-	t->want_write = false;
+	t->want_write = t->want_read = false;
 	return 0;
 }
 
@@ -656,8 +659,10 @@ static unsigned tls_want(const struct moat_transport *base, bool have_output)
 {
 	const struct tls_tr *t = (const struct tls_tr *)base;
 
-	return MOAT_EV_READ |
-	       (have_output || t->stage_len || t->want_write ? MOAT_EV_WRITE : 0);
+	/* Output waits while the handshake waits for the peer: asking to write would spin. */
+	bool output = (have_output || t->stage_len) && !(t->want_read && !t->handshaken);
+
+	return MOAT_EV_READ | (output || t->want_write ? MOAT_EV_WRITE : 0);
 }
 
 static bool tls_buffered(const struct moat_transport *base)
