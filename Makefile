@@ -47,27 +47,31 @@ LIB_SRC := $(CORE_SRC) $(MQTT_SRC)
 EVENT_SRC := src/event/loop.c
 NET_SRC := src/net/http.c src/net/listen.c src/net/ocsp.c src/net/tcp.c src/net/tls.c src/net/ws.c
 CONFIG_SRC := src/config/config.c src/config/directives.c src/config/lexer.c src/config/refused.c
-BROKER_SRC := src/broker/broker.c src/broker/conn.c src/broker/connect.c \
+BROKER_SRC := src/broker/auth.c src/broker/broker.c src/broker/conn.c src/broker/connect.c \
 	src/broker/handlers.c src/broker/mount.c src/broker/msg.c src/broker/publish.c src/broker/retain.c \
 	src/broker/session.c src/broker/subs.c src/broker/sys.c src/broker/worker.c
-CLI_SRC := src/cli/moat.c src/cli/args.c src/cli/client.c src/cli/client_in.c src/cli/netargs.c src/cli/propargs.c src/cli/pub.c \
+CLI_SRC := src/cli/moat.c src/cli/args.c src/cli/client.c src/cli/client_in.c src/cli/netargs.c src/cli/passwd.c src/cli/propargs.c src/cli/pub.c \
 	src/cli/sub.c src/cli/subfmt.c
 
-DAEMON_SRC := $(EVENT_SRC) $(NET_SRC) $(CONFIG_SRC) $(BROKER_SRC)
+SECURITY_SRC := src/security/acl.c src/security/event.c src/security/passwd.c src/security/pool.c \
+	src/security/scram.c
+DAEMON_SRC := $(EVENT_SRC) $(NET_SRC) $(CONFIG_SRC) $(SECURITY_SRC) $(BROKER_SRC)
 MOATD_SRC := src/moatd.c
 MOAT_SRC := $(CLI_SRC)
 
 UNIT_TESTS := test_utf8 test_mem test_topic test_props test_frame test_codec test_malformed \
-	test_subs test_config test_ws
+	test_subs test_config test_ws test_scram test_acl test_passwd
 FUZZ_TARGETS := fuzz_decode_v31 fuzz_decode_v311 fuzz_decode_v5 fuzz_decode_client \
-	fuzz_props fuzz_topic fuzz_frame fuzz_config fuzz_ws_frames fuzz_http_upgrade
+	fuzz_props fuzz_topic fuzz_frame fuzz_config fuzz_ws_frames fuzz_http_upgrade fuzz_scram \
+	fuzz_acl fuzz_passwd
 
 obj = $(patsubst src/%.c,$(BUILD)/obj/%.o,$(1))
 LIB_OBJ := $(call obj,$(LIB_SRC))
 LIB := $(BUILD)/libmoat.a
 DAEMON_LIB := $(BUILD)/libmoatd.a
 # Debian packages: OpenSSL 3 (TLS, in src/net/tls.c only), wslay (WebSocket frames, src/net/ws.c).
-DAEMON_LIBS := -lssl -lcrypto -lwslay -lm
+# libsodium (Argon2id password hashing, src/security/passwd.c).
+DAEMON_LIBS := -lssl -lcrypto -lwslay -lsodium -lm
 
 .PHONY: all test check unit integration fuzz fuzz-build run deps clean
 all: $(BUILD)/moatd $(BUILD)/moat
@@ -141,6 +145,15 @@ $(FUZZ_DIR)/%: tests/fuzz/%.c $(LIB_SRC) $(CONFIG_SRC) tests/fuzz/fuzz_common.h 
 FUZZ_WS_SRC := src/net/http.c src/net/ws.c
 $(FUZZ_DIR)/fuzz_ws_frames $(FUZZ_DIR)/fuzz_http_upgrade: $(FUZZ_WS_SRC)
 $(FUZZ_DIR)/fuzz_ws_frames $(FUZZ_DIR)/fuzz_http_upgrade: FUZZ_EXTRA := $(FUZZ_WS_SRC) -lwslay -lcrypto
+# The SCRAM target builds the server side it tests, with libcrypto.
+$(FUZZ_DIR)/fuzz_scram: src/security/scram.c
+$(FUZZ_DIR)/fuzz_scram: FUZZ_EXTRA := src/security/scram.c -lcrypto
+# The ACL target builds the ACL code it tests.
+$(FUZZ_DIR)/fuzz_acl: src/security/acl.c
+$(FUZZ_DIR)/fuzz_acl: FUZZ_EXTRA := src/security/acl.c
+# The password-file target builds passwd.c and the SCRAM key derivation it calls.
+$(FUZZ_DIR)/fuzz_passwd: src/security/passwd.c src/security/scram.c
+$(FUZZ_DIR)/fuzz_passwd: FUZZ_EXTRA := src/security/passwd.c src/security/scram.c -lsodium -lcrypto
 
 fuzz-build: $(FUZZ_BIN)
 
@@ -155,6 +168,18 @@ fuzz: fuzz-build
 			-artifact_prefix=$(FUZZ_DIR)/$$t- $$work 2>&1 | tail -n 12; \
 		test $${PIPESTATUS[0]} -eq 0; \
 	done
+
+# ---- benchmarks ----
+
+# The ACL benchmark (plain C, not a test), built with this variant's flags:
+# run it with the default SAN=0 for release numbers.
+.PHONY: bench-acl
+$(BUILD)/bench/acl_bench: bench/acl_bench.c $(DAEMON_LIB) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $< $(DAEMON_LIB) $(LIB) -o $@ $(ALL_LDFLAGS) $(DAEMON_LIBS)
+
+bench-acl: $(BUILD)/bench/acl_bench
+	$(BUILD)/bench/acl_bench
 
 # ---- running ----
 

@@ -13,6 +13,7 @@ libclang-rt-14-dev
 pkg-config
 libcmocka-dev
 libssl-dev
+libsodium-dev
 libwslay-dev
 openssl
 python3

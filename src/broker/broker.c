@@ -36,6 +36,17 @@ static void ocsp_answered(void *ctx, uint64_t key, enum moat_ocsp_status st)
 							     .key = key});
 }
 
+/* True if lc listens on loopback or a unix socket only: anonymous by default there. */
+static bool loopback_only(const struct moat_listener_conf *lc)
+{
+	const char *a = lc->address;
+
+	if (lc->port == 0)
+		return true;
+	return a && (strncmp(a, "127.", 4) == 0 || strcmp(a, "::1") == 0 ||
+		     strcmp(a, "localhost") == 0);
+}
+
 /* True if lc carries any TLS setting (which needs certfile or psk_file to mean anything). */
 static bool tls_settings(const struct moat_listener_conf *lc)
 {
@@ -84,7 +95,10 @@ static int open_listeners(struct moat_broker *b, char *err, size_t errlen)
 				       lc->ocsp_cache_seconds, ocsp_answered, b, &l->ocsp, err,
 				       errlen)) < 0)
 			return n;
-		l->allow_anonymous = lc->allow_anonymous == 1;
+		l->allow_anonymous = lc->allow_anonymous == 1 ||
+				     (lc->allow_anonymous < 0 && loopback_only(lc));
+		if ((n = auth_listener_init(l, err, errlen)) < 0)
+			return n;
 		atomic_init(&l->connections, 0);
 		moat_log(MOAT_LOG_LVL_NOTICE,
 			 "listening address=%s port=%u protocol=%s tls=%s anonymous=%s",
@@ -116,9 +130,10 @@ int moat_broker_new(struct moat_config *c, struct moat_broker **out, char *err, 
 	atomic_init(&b->next_session_id, 1);
 	moat_mem_init(&b->msg_mem, c->memory_limit, NULL);
 	moat_mem_init(&b->conn_mem, 0, NULL);
+	b->auth_pool = moat_pool_new(c->auth_threads);
 	b->subs = moat_subs_new(NULL, session_online);
 	b->retain = moat_retain_new(NULL);
-	if (!b->subs || !b->retain)
+	if (!b->subs || !b->retain || !b->auth_pool)
 		goto fail;
 	rc = open_listeners(b, err, errlen);
 	if (rc < 0)
@@ -175,6 +190,26 @@ static void reload_tls(struct moat_broker *b)
 		worker_push_now(b->workers[i], (struct item){.kind = IT_RECHECK});
 }
 
+/* Re-reads each listener's password and ACL files; live sessions are judged again. */
+static void reload_auth(struct moat_broker *b)
+{
+	char err[512];
+	int i, k;
+
+	for (i = 0; i < b->nlisteners; i++) {
+		struct moat_listener *l = &b->listeners[i];
+		int rc = auth_listener_reload(l, err, sizeof(err));
+		if (rc < 0) {
+			moat_log(MOAT_LOG_LVL_ERROR, "auth_reload_failed port=%u reason=\"%s\"",
+				 l->conf->port, err);
+			continue;
+		}
+		for (k = 0; rc > 0 && k < b->nworkers; k++)
+			worker_push_now(b->workers[k], (struct item){.kind = IT_REAUTH,
+								     .key = (uint64_t)i});
+	}
+}
+
 static void reload(struct moat_broker *b, const char *path)
 {
 	struct moat_config fresh;
@@ -198,6 +233,7 @@ static void reload(struct moat_broker *b, const char *path)
 	else
 		moat_log(MOAT_LOG_LVL_NOTICE, "reloaded file=%s", path);
 	reload_tls(b);
+	reload_auth(b);
 }
 
 static int setup_fds(const struct moat_broker *b, int *sfd, int *tfd)
@@ -283,6 +319,9 @@ void moat_broker_free(struct moat_broker *b)
 		return;
 	for (i = 0; i < b->nlisteners; i++)
 		moat_ocsp_free(b->listeners[i].ocsp); /* joins its thread first */
+	moat_pool_free(b->auth_pool); /* finishes its checks: their answers wait in inboxes */
+	for (i = 0; i < b->nworkers; i++)
+		worker_drain(b->workers[i]);
 	for (i = 0; i < b->nworkers; i++)
 		worker_free(b->workers[i]);
 	if (b->nworkers)
@@ -291,6 +330,7 @@ void moat_broker_free(struct moat_broker *b)
 		for (k = 0; k < b->listeners[i].nfds; k++)
 			close(b->listeners[i].fds[k]);
 		moat_tls_server_free(b->listeners[i].tls);
+		auth_listener_free(&b->listeners[i]);
 	}
 	moat_subs_free(b->subs);
 	moat_retain_free(b->retain);

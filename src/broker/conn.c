@@ -156,6 +156,7 @@ void conn_free(struct moat_conn *c)
 	out_free(&c->out);
 	free_aliases(c);
 	moat_msg_unref(c->will);
+	auth_conn_free(c);
 	free(c->username);
 	free(c);
 }
@@ -363,6 +364,11 @@ int conn_send_publish(struct moat_conn *c, struct moat_msg *msg, uint8_t qos, bo
 
 	if (c->state == C_CLOSING)
 		return MOAT_ECLOSED;
+	/* Every delivery is checked: a right taken away stops what was subscribed before. */
+	if (!acl_allows(c, moat_msg_topic(msg), msg->topic_len, MOAT_ACL_READ)) {
+		STAT_ADD(&c->w->stats, msgs_dropped, 1);
+		return MOAT_EDENIED;
+	}
 	if (v5) {
 		if (c->client_alias_max && (alias = alias_for(c, topic, tlen, &known)) && known)
 			tlen = 0;
@@ -479,7 +485,8 @@ static void update_events(struct moat_conn *c)
 {
 	unsigned ev = moat_transport_want(c->tr, c->out.pending > 0);
 
-	if (conn_congested(c))
+	/* No reading while output piles up or a check holds the CONNECT: the buffer stays bounded. */
+	if (conn_congested(c) || c->auth_wait || c->ocsp_wait)
 		ev &= ~(unsigned)MOAT_EV_READ;
 	moat_loop_mod(c->w->loop, &c->io, ev);
 }
@@ -659,7 +666,7 @@ int conn_process(struct moat_conn *c)
 
 	if (!ocsp_gate(c))
 		return c->state == C_CLOSING ? -1 : 0;
-	while (c->state != C_CLOSING) {
+	while (c->state != C_CLOSING && !c->auth_wait) {
 		struct moat_mqtt_packet pkt;
 
 		rc = moat_mqtt_framer_next(&c->in, &fr, &fault);
@@ -726,7 +733,7 @@ void conn_fail(struct moat_conn *c, const struct moat_mqtt_fault *f)
 
 	snprintf(why, sizeof(why), "%s%s%s%s (reason 0x%02x)", f->why, f->rule ? " [" : "",
 		 f->rule ? f->rule : "", f->rule ? "]" : "", f->reason);
-	if (c->state == C_NEW) {
+	if (c->state == C_NEW || c->state == C_AUTH) {
 		moat_log(MOAT_LOG_LVL_NOTICE, "connect_refused addr=%s reason=\"%s\"", c->addr, why);
 		send_connack_refusal(c, f);
 		conn_close(c, f->why);
@@ -763,7 +770,8 @@ void conn_tick(struct moat_worker *w, int64_t now)
 
 	for (c = w->conns; c; c = next) {
 		next = c->next;
-		if (c->state == C_NEW && !c->has_pending && now >= c->deadline) {
+		if ((c->state == C_NEW || c->state == C_AUTH) && !c->has_pending &&
+		    now >= c->deadline) {
 			moat_log(MOAT_LOG_LVL_NOTICE, "connect_timeout addr=%s", c->addr);
 			conn_close(c, "no CONNECT in time");
 		} else if (c->state == C_ACTIVE && c->keepalive &&

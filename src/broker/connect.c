@@ -20,8 +20,11 @@
 #include "core/log.h"
 #include "net/ws.h"
 
-/* Refuses the CONNECT with a 5.0 reason (mapped for 3.x) and closes. */
-static void refuse(struct moat_conn *c, uint8_t reason, const char *why)
+/*
+ * Refuses the CONNECT with a 5.0 reason (mapped for 3.x), records a security
+ * event (which says why; the client only gets the code), and closes.
+ */
+void connect_refuse(struct moat_conn *c, uint8_t reason, const char *why)
 {
 	struct moat_mqtt_packet p = {.type = MOAT_MQTT_CONNACK, .version = c->version};
 
@@ -29,8 +32,7 @@ static void refuse(struct moat_conn *c, uint8_t reason, const char *why)
 	if (reason == MOAT_RC_CLIENT_IDENTIFIER_NOT_VALID && c->version != MOAT_MQTT_V5)
 		p.connack.reason = MOAT_CONNACK_IDENTIFIER_REJECTED;
 	conn_send(c, &p);
-	moat_log(MOAT_LOG_LVL_NOTICE, "connect_refused addr=%s reason=\"%s\" code=0x%02x", c->addr,
-		 why, p.connack.reason);
+	auth_failure(c, c->id_assigned ? c->assigned_id : c->pending_id, why);
 	conn_close(c, why);
 }
 
@@ -68,7 +70,8 @@ int connect_route(struct moat_conn *c, struct moat_mqtt_packet *p)
 
 	c->version = cn->version;
 	if (cn->client_id.len == 0 && assign_id(c, cn) < 0) {
-		refuse(c, MOAT_RC_CLIENT_IDENTIFIER_NOT_VALID, "empty client identifier not allowed");
+		connect_refuse(c, MOAT_RC_CLIENT_IDENTIFIER_NOT_VALID,
+			       "empty client identifier not allowed");
 		return -1;
 	}
 	home = worker_home(c->w->b, cn->client_id.p, cn->client_id.len);
@@ -86,14 +89,12 @@ int connect_route(struct moat_conn *c, struct moat_mqtt_packet *p)
 }
 
 /*
- * Settles who the client is: with use_identity_as_username (or the subject
- * or SAN variants) the name comes from the verified client certificate, or
- * from the TLS-PSK identity, and the client is authenticated by that; else
- * the CONNECT's user name stands, unauthenticated until issue 5's backends.
- * Returns 0, or a refusal reason with *why.
+ * Settles the user name: with use_identity_as_username (or the subject or
+ * SAN variants) it comes from the verified client certificate, or from the
+ * TLS-PSK identity; else it is the CONNECT's. auth_connect decides whether
+ * the client proved it. Returns 0, or a refusal reason with *why.
  */
-static uint8_t identify(struct moat_conn *c, const struct moat_mqtt_connect *cn, bool *authed,
-			const char **why)
+static uint8_t identify(struct moat_conn *c, const struct moat_mqtt_connect *cn, const char **why)
 {
 	const struct moat_listener_conf *lc = c->listener->conf;
 	const struct moat_tls_info *ti = c->tr->ops->tls(c->tr);
@@ -101,9 +102,7 @@ static uint8_t identify(struct moat_conn *c, const struct moat_mqtt_connect *cn,
 		       lc->use_san_as_username;
 	const char *id = NULL;
 
-	*authed = false;
 	if (ti && ti->psk_identity[0]) {
-		*authed = true; /* knowing the key is the credential */
 		if (lc->use_identity_as_username)
 			id = ti->psk_identity;
 	} else if (by_cert) {
@@ -118,9 +117,9 @@ static uint8_t identify(struct moat_conn *c, const struct moat_mqtt_connect *cn,
 			*why = "the client certificate has no such name";
 			return MOAT_RC_NOT_AUTHORIZED;
 		}
-		*authed = true;
 	}
 	free(c->username);
+	c->username_from_tls = id != NULL;
 	c->username = id ? strdup(id)
 		      : cn->has_username ? strndup((const char *)cn->username.p, cn->username.len)
 					 : NULL;
@@ -131,20 +130,10 @@ static uint8_t identify(struct moat_conn *c, const struct moat_mqtt_connect *cn,
 static uint8_t check(struct moat_conn *c, const struct moat_mqtt_connect *cn, const char **why)
 {
 	const struct moat_config *conf = c->w->b->conf;
-	bool authed;
 	uint8_t rc;
 
-	if (moat_mqtt_props_has(&cn->props, MOAT_PROP_AUTHENTICATION_METHOD)) {
-		*why = "unsupported authentication method";
-		return MOAT_RC_BAD_AUTHENTICATION_METHOD;
-	}
-	if ((rc = identify(c, cn, &authed, why)) != 0)
+	if ((rc = identify(c, cn, why)) != 0)
 		return rc;
-	if (!authed && !c->listener->allow_anonymous) {
-		*why = cn->has_username ? "no authentication backend accepts this user"
-					: "anonymous access not allowed";
-		return MOAT_RC_NOT_AUTHORIZED;
-	}
 	if (c->version != MOAT_MQTT_V5 && cn->keep_alive > conf->max_keepalive) {
 		*why = "keepalive above max_keepalive";
 		return MOAT_RC_CLIENT_IDENTIFIER_NOT_VALID;
@@ -250,6 +239,7 @@ static void take_limits(struct moat_conn *c, const struct moat_mqtt_connect *cn)
 static void send_connack(struct moat_conn *c, const struct moat_mqtt_connect *cn, bool present)
 {
 	const struct moat_config *conf = c->w->b->conf;
+
 	struct moat_mqtt_packet p = {.type = MOAT_MQTT_CONNACK, .version = c->version};
 	struct moat_mqtt_props *pr = &p.connack.props;
 
@@ -263,13 +253,24 @@ static void send_connack(struct moat_conn *c, const struct moat_mqtt_connect *cn
 			pr->present |= MOAT_PROP_BIT(MOAT_PROP_RECEIVE_MAXIMUM);
 			pr->receive_maximum = c->receive_max;
 		}
-		if (conf->max_qos < 2) {
+		if (c->max_qos < 2) { /* the server's, or lower by this client's ACL options */
 			pr->present |= MOAT_PROP_BIT(MOAT_PROP_MAXIMUM_QOS);
-			pr->maximum_qos = conf->max_qos;
+			pr->maximum_qos = c->max_qos;
 		}
-		if (!conf->retain_available) {
+		if (!c->may_retain) {
 			pr->present |= MOAT_PROP_BIT(MOAT_PROP_RETAIN_AVAILABLE);
 			pr->retain_available = 0;
+		}
+		if (!c->may_wildcard) {
+			pr->present |= MOAT_PROP_BIT(MOAT_PROP_WILDCARD_SUBSCRIPTION_AVAILABLE);
+			pr->wildcard_sub_available = 0;
+		}
+		if (c->scram_mech) {
+			pr->present |= MOAT_PROP_BIT(MOAT_PROP_AUTHENTICATION_METHOD) |
+				       MOAT_PROP_BIT(MOAT_PROP_AUTHENTICATION_DATA);
+			pr->auth_method = cn->props.auth_method;
+			pr->auth_data.p = c->connack_auth;
+			pr->auth_data.len = c->connack_auth_len;
 		}
 		if (conf->max_packet_size) {
 			pr->present |= MOAT_PROP_BIT(MOAT_PROP_MAXIMUM_PACKET_SIZE);
@@ -306,24 +307,30 @@ static void log_connect(struct moat_conn *c, const struct moat_mqtt_connect *cn,
 		 ti ? " cipher=" : "", ti ? ti->cipher : "");
 }
 
-int handle_connect(struct moat_conn *c, struct moat_mqtt_packet *p)
+/*
+ * Lets the client in: the will (if the ACL allows its topic), the session
+ * (taking over, starting or resuming it), the limits, the CONNACK, and what
+ * the session had in flight. Returns 0, or -1 if c was refused.
+ */
+int connect_accept(struct moat_conn *c, const struct moat_mqtt_packet *p)
 {
-	struct moat_mqtt_connect *cn = &p->connect;
+	const struct moat_mqtt_connect *cn = &p->connect;
 	struct moat_worker *w = c->w;
-	const char *why = NULL;
-	uint8_t reason;
 	struct moat_session *s;
 	bool present;
 
-	if (moat_ws_forwarded_for(c->tr)) /* a trusted proxy says who the client is */
-		snprintf(c->addr, sizeof(c->addr), "%s", moat_ws_forwarded_for(c->tr));
-	reason = check(c, cn, &why);
-	if (reason) {
-		refuse(c, reason, why);
-		return -1;
+	acl_bind(c, cn->client_id.p, cn->client_id.len);
+	if (cn->will) {
+		struct moat_slice t;
+		if (mount_topic(c, cn->will_topic, w->mountbuf, &t) < 0 ||
+		    !acl_allows(c, t.p, t.len, MOAT_ACL_WRITE)) {
+			acl_denied(c, t.p, t.len, "will");
+			connect_refuse(c, MOAT_RC_NOT_AUTHORIZED, "will topic not allowed by the ACL");
+			return -1;
+		}
 	}
 	if (keep_will(c, cn) < 0 || !(s = open_session(c, cn, &present))) {
-		refuse(c, MOAT_RC_SERVER_UNAVAILABLE, "out of memory");
+		connect_refuse(c, MOAT_RC_SERVER_UNAVAILABLE, "out of memory");
 		return -1;
 	}
 	s->expiry = session_expiry(c, cn);
@@ -335,10 +342,46 @@ int handle_connect(struct moat_conn *c, struct moat_mqtt_packet *p)
 	take_limits(c, cn);
 	send_connack(c, cn, present);
 	log_connect(c, cn, present);
+	auth_success(c, s->client_id);
 	STAT_ADD(&w->stats, connects, 1);
 	STAT_ADD(&w->stats, clients_connected, 1);
 	atomic_fetch_add(&w->b->clients_total, 1);
 	if (present)
 		session_resume(s);
+	free(c->stash); /* p may point into it: only now */
+	c->stash = NULL;
 	return 0;
+}
+
+/*
+ * A CONNECT on the client id's home worker: checks it, authenticates (maybe
+ * asynchronously: then the connection waits, and auth.c finishes it), and
+ * accepts. Returns 0 to go on reading, -1 when c was refused.
+ */
+int handle_connect(struct moat_conn *c, struct moat_mqtt_packet *p)
+{
+	struct moat_mqtt_connect *cn = &p->connect;
+	const char *why = NULL;
+	uint8_t reason;
+	int rc;
+
+	if (moat_ws_forwarded_for(c->tr)) /* a trusted proxy says who the client is */
+		snprintf(c->addr, sizeof(c->addr), "%s", moat_ws_forwarded_for(c->tr));
+	snprintf(c->pending_id, sizeof(c->pending_id), "%.*s",
+		 (int)(cn->client_id.len < sizeof(c->pending_id) - 1 ? cn->client_id.len
+								       : sizeof(c->pending_id) - 1),
+		 (const char *)cn->client_id.p);
+	reason = check(c, cn, &why);
+	if (reason) {
+		connect_refuse(c, reason, why);
+		return -1;
+	}
+	rc = auth_connect(c, p, &reason, &why);
+	if (rc < 0) {
+		connect_refuse(c, reason, why);
+		return -1;
+	}
+	if (rc > 0)
+		return 0; /* a password check or a SCRAM exchange goes on */
+	return connect_accept(c, p);
 }

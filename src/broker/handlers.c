@@ -57,11 +57,10 @@ static int resolve_alias(struct moat_conn *c, struct moat_mqtt_publish *p, struc
 /* Checks what the broker's configuration allows. Returns 0 or closes. */
 static int publish_allowed(struct moat_conn *c, const struct moat_mqtt_publish *p)
 {
-	const struct moat_config *conf = c->w->b->conf;
-
-	if (p->qos > conf->max_qos)
-		return violation(c, MOAT_RC_QOS_NOT_SUPPORTED, "QoS above the server's maximum");
-	if (p->retain && !conf->retain_available)
+	/* The CONNACK told the client these (the server's limits, or its ACL options). */
+	if (p->qos > c->max_qos)
+		return violation(c, MOAT_RC_QOS_NOT_SUPPORTED, "QoS above the maximum");
+	if (p->retain && !c->may_retain)
 		return violation(c, MOAT_RC_RETAIN_NOT_SUPPORTED, "retain not available");
 	if (p->qos == 2 && !session_qos2_has(c->session, p->packet_id) &&
 	    c->session->qos2_n >= c->receive_max && c->version == MOAT_MQTT_V5)
@@ -91,6 +90,15 @@ static int h_publish(struct moat_conn *c, struct moat_mqtt_packet *pkt)
 		return -1;
 	if (mount_topic(c, topic, w->mountbuf, &topic) < 0)
 		return violation(c, MOAT_RC_TOPIC_NAME_INVALID, "topic too long under the mount point");
+	if (!acl_allows(c, topic.p, topic.len, MOAT_ACL_WRITE)) {
+		/* 5.0 says so in the ack; 3.x has no negative ack: the message is just dropped. */
+		STAT_ADD(&w->stats, msgs_dropped, 1);
+		acl_denied(c, topic.p, topic.len, "publish");
+		if (p->qos == 2 && c->version != MOAT_MQTT_V5 && session_qos2_add(c->session, p->packet_id) < 0)
+			return violation(c, MOAT_RC_UNSPECIFIED_ERROR, "out of memory");
+		ack_publish(c, p, MOAT_RC_NOT_AUTHORIZED);
+		return 0;
+	}
 	if (p->qos == 2 && session_qos2_has(c->session, p->packet_id)) {
 		/* A resend of a message we already have: acknowledge, deliver nothing. */
 		ack_publish(c, p, 0);
@@ -190,9 +198,18 @@ static void send_retained(struct moat_conn *c, struct moat_slice f, uint8_t opts
 static uint8_t subscribe_one(struct moat_conn *c, struct moat_slice f, uint8_t opts,
 			     uint32_t subid, bool *existed)
 {
-	uint8_t max = c->w->b->conf->max_qos;
+	uint8_t max = c->max_qos, denied = c->version == MOAT_MQTT_V5 ? MOAT_RC_NOT_AUTHORIZED : 0x80;
+	struct moat_slice g, inner;
 	int rc;
 
+	if (!c->may_wildcard && (memchr(f.p, '+', f.len) || memchr(f.p, '#', f.len)))
+		return c->version == MOAT_MQTT_V5 ? MOAT_RC_WILDCARD_SUBSCRIPTIONS_NOT_SUPPORTED : 0x80;
+	if (moat_mqtt_share_split(f.p, f.len, &g, &inner) != 1)
+		inner = f;
+	if (!acl_allows(c, inner.p, inner.len, MOAT_ACL_SUBSCRIBE)) {
+		acl_denied(c, f.p, f.len, "subscribe");
+		return denied;
+	}
 	if (MOAT_SUBOPT_QOS(opts) > max)
 		opts = (uint8_t)((opts & ~3) | max);
 	rc = session_subscribe(c->session, f.p, f.len, opts, subid, existed);
@@ -309,9 +326,10 @@ static int h_disconnect(struct moat_conn *c, struct moat_mqtt_packet *pkt)
 
 static int h_auth(struct moat_conn *c, struct moat_mqtt_packet *pkt)
 {
-	(void)pkt;
-	/* No enhanced authentication method was agreed in CONNECT [MQTT-4.12.0-?]. */
-	return violation(c, MOAT_RC_PROTOCOL_ERROR, "AUTH without an authentication method");
+	if (c->state == C_AUTH)
+		return auth_packet(c, pkt);
+	/* Re-authentication (reason 0x19) is not offered: nothing agreed to continue. */
+	return violation(c, MOAT_RC_PROTOCOL_ERROR, "AUTH outside an authentication exchange");
 }
 
 static int h_connect_again(struct moat_conn *c, struct moat_mqtt_packet *pkt)
@@ -327,7 +345,7 @@ static int h_first_connect(struct moat_conn *c, struct moat_mqtt_packet *pkt)
 
 /* ---- the table ---- */
 
-enum { ON_NEW = 1 << C_NEW, ON_ACTIVE = 1 << C_ACTIVE };
+enum { ON_NEW = 1 << C_NEW, ON_AUTH = 1 << C_AUTH, ON_ACTIVE = 1 << C_ACTIVE };
 
 struct handler {
 	int (*fn)(struct moat_conn *, struct moat_mqtt_packet *);
@@ -346,7 +364,7 @@ static const struct handler handlers[16] = {
 	[MOAT_MQTT_UNSUBSCRIBE] = {h_unsubscribe, NULL, ON_ACTIVE},
 	[MOAT_MQTT_PINGREQ] = {h_pingreq, NULL, ON_ACTIVE},
 	[MOAT_MQTT_DISCONNECT] = {h_disconnect, NULL, ON_ACTIVE},
-	[MOAT_MQTT_AUTH] = {h_auth, NULL, ON_ACTIVE},
+	[MOAT_MQTT_AUTH] = {h_auth, NULL, ON_AUTH | ON_ACTIVE},
 };
 
 int handle_packet(struct moat_conn *c, struct moat_mqtt_packet *p)
@@ -356,6 +374,10 @@ int handle_packet(struct moat_conn *c, struct moat_mqtt_packet *p)
 	if (!(h->states & (1u << c->state))) {
 		if (c->state == C_NEW) {
 			conn_close(c, "first packet is not CONNECT [MQTT-3.1.0-1]");
+			return -1;
+		}
+		if (c->state == C_AUTH) {
+			connect_refuse(c, MOAT_RC_PROTOCOL_ERROR, "packet other than AUTH during SCRAM");
 			return -1;
 		}
 		return violation(c, MOAT_RC_PROTOCOL_ERROR, "packet not allowed now");

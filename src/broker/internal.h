@@ -36,6 +36,11 @@
 #include "mqtt/frame.h"
 #include "mqtt/packet.h"
 #include "net/ocsp.h"
+#include "security/acl.h"
+#include "security/event.h"
+#include "security/passwd.h"
+#include "security/pool.h"
+#include "security/scram.h"
 #include "net/tls.h"
 #include "net/transport.h"
 
@@ -67,6 +72,25 @@ struct moat_stats {
 
 /* ---- listeners ---- */
 
+/* A listener's credentials and rules, swapped whole on reload; refcounted. */
+struct moat_authdb {
+	atomic_uint refs;
+	struct moat_passwd *pw;         /* NULL: no password_file */
+	struct moat_acl *acl;           /* NULL: no acl_file, everything allowed */
+};
+
+/* Factors a client can prove; an auth_methods alternative is a set of them. */
+enum {
+	F_ANON = 1 << 0,
+	F_PASSWORD = 1 << 1,
+	F_CERT = 1 << 2,
+	F_PSK = 1 << 3,
+	F_SCRAM256 = 1 << 4,
+	F_SCRAM512 = 1 << 5,
+};
+
+#define MAX_AUTH_ALTS 8
+
 struct moat_listener {
 	const struct moat_listener_conf *conf;
 	struct moat_tls_server *tls;    /* NULL for a plain listener */
@@ -75,6 +99,10 @@ struct moat_listener {
 	int nfds;
 	atomic_int connections;
 	bool allow_anonymous;
+	pthread_mutex_t db_lock;
+	struct moat_authdb *db;         /* current; take with authdb_get */
+	uint8_t alts[MAX_AUTH_ALTS];    /* auth_methods: each a set of F_* that lets a client in */
+	int nalts;
 };
 
 /* ---- the broker ---- */
@@ -95,6 +123,7 @@ struct moat_broker {
 	int64_t started_at;           /* wall clock seconds */
 	pthread_barrier_t stop_barrier;
 	struct moat_stats sys_stats;  /* the main thread's own ($SYS publishes) */
+	struct moat_pool *auth_pool;  /* password hashing, off the workers */
 };
 
 /* ---- deliveries: a message queued for or in flight to a session ---- */
@@ -170,7 +199,7 @@ struct out {
 	size_t pending;           /* bytes queued, not yet written */
 };
 
-enum conn_state { C_NEW, C_ACTIVE, C_CLOSING };
+enum conn_state { C_NEW, C_AUTH, C_ACTIVE, C_CLOSING }; /* C_AUTH: an AUTH exchange (SCRAM) */
 
 struct moat_conn {
 	struct moat_io io;
@@ -215,6 +244,25 @@ struct moat_conn {
 	bool id_assigned;
 	const char *close_why;
 	char *username;                 /* as authenticated: from CONNECT or the TLS identity */
+	bool username_from_tls;
+	char pending_id[128];           /* the CONNECT's client id, for events before a session */
+	/* authentication and authorization */
+	char *identity;                 /* TLS identity (certificate name or PSK identity), or NULL */
+	uint8_t proven;                 /* F_* the client proved */
+	uint8_t attempted;              /* F_* it is trying to prove (for events) */
+	uint8_t max_qos;                /* effective for this client: server and ACL options */
+	bool may_retain;
+	bool may_wildcard;
+	bool auth_wait;                 /* a password check is running on the auth pool */
+	uint64_t pw_fp;                 /* fingerprint of the password entry it used */
+	struct moat_acl_client *acl;    /* its view of the ACL, or NULL (no acl_file) */
+	uint8_t *stash;                 /* the CONNECT body kept while authentication goes on */
+	size_t stash_len;
+	struct moat_scram *scram;
+	uint16_t scram_mech;
+	uint8_t *connack_auth;          /* SCRAM server-final-message for the CONNACK */
+	size_t connack_auth_len;
+	bool acl_required;              /* the listener has an ACL: no view means deny */
 	/* OCSP of the client certificate (listeners with ocsp_mode) */
 	uint64_t ocsp_key;
 	int64_t ocsp_checked_at;
@@ -224,7 +272,7 @@ struct moat_conn {
 
 /* ---- workers ---- */
 
-enum item_kind { IT_DELIVER, IT_ADOPT, IT_RECHECK, IT_OCSP };
+enum item_kind { IT_DELIVER, IT_ADOPT, IT_RECHECK, IT_OCSP, IT_AUTH, IT_REAUTH };
 
 struct item {
 	uint8_t kind;
@@ -236,7 +284,8 @@ struct item {
 	struct moat_session *s;   /* holds a reference */
 	struct moat_msg *msg;     /* holds a reference */
 	struct moat_conn *conn;   /* IT_ADOPT */
-	uint64_t key;             /* IT_OCSP: the certificate */
+	uint64_t key;             /* IT_OCSP: the certificate; IT_REAUTH: the listener index */
+	void *job;                /* IT_AUTH: the finished password check */
 };
 
 struct itemvec {
@@ -267,6 +316,7 @@ struct moat_worker {
 	struct moat_conn **dirty;        /* connections with output to flush */
 	size_t ndirty, dirtycap;
 	struct moat_conn *closing;       /* closed, freed before sleeping */
+	struct moat_conn *zombies;       /* closed while a password check runs: freed when it ends */
 	pthread_mutex_t inbox_lock;
 	struct itemvec inbox;            /* filled by other threads */
 	struct itemvec work;             /* the inbox taken over, being processed */
@@ -329,7 +379,29 @@ void conn_ocsp_answer(struct moat_conn *c, enum moat_ocsp_status st);
 int mount_topic(const struct moat_conn *c, struct moat_slice in, uint8_t *buf,
 		struct moat_slice *out);
 
+/* auth.c */
+int auth_listener_init(struct moat_listener *l, char *err, size_t errlen);
+void auth_listener_free(struct moat_listener *l);
+int auth_listener_reload(struct moat_listener *l, char *err, size_t errlen);
+struct moat_authdb *authdb_get(struct moat_listener *l);
+void authdb_put(struct moat_authdb *db);
+int auth_connect(struct moat_conn *c, const struct moat_mqtt_packet *p, uint8_t *reason,
+		 const char **why);
+void auth_job_finished(struct moat_worker *w, void *job);
+int auth_packet(struct moat_conn *c, const struct moat_mqtt_packet *p);
+void auth_recheck(struct moat_conn *c);
+void auth_conn_free(struct moat_conn *c);
+void acl_bind(struct moat_conn *c, const uint8_t *client_id, size_t n);
+bool acl_allows(struct moat_conn *c, const uint8_t *topic, size_t n, int access);
+void acl_denied(struct moat_conn *c, const uint8_t *topic, size_t n, const char *access);
+const char *auth_method_name(uint8_t proven);
+void auth_success(struct moat_conn *c, const char *client_id);
+void auth_failure(struct moat_conn *c, const char *client_id, const char *why);
+void conn_free_zombie(struct moat_conn *c);
+
 /* handlers.c / connect.c */
+int connect_accept(struct moat_conn *c, const struct moat_mqtt_packet *p);
+void connect_refuse(struct moat_conn *c, uint8_t reason, const char *why);
 int handle_packet(struct moat_conn *c, struct moat_mqtt_packet *p);
 int handle_connect(struct moat_conn *c, struct moat_mqtt_packet *p);
 int connect_route(struct moat_conn *c, struct moat_mqtt_packet *p);
@@ -345,6 +417,7 @@ void worker_stop(struct moat_worker *w);
 void worker_join(struct moat_worker *w);
 void worker_free(struct moat_worker *w);
 void worker_recheck_tls(struct moat_worker *w);
+void worker_drain(struct moat_worker *w);
 void worker_push(struct moat_worker *from, struct moat_worker *to, struct item it);
 void worker_push_now(struct moat_worker *to, struct item it);
 struct moat_worker *worker_home(struct moat_broker *b, const uint8_t *id, size_t n);

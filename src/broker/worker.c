@@ -48,8 +48,9 @@ static bool itemvec_push(struct itemvec *v, struct item it)
 
 static void item_drop(struct item *it)
 {
-	if (it->kind == IT_RECHECK || it->kind == IT_OCSP)
-		return;
+	if (it->kind == IT_RECHECK || it->kind == IT_OCSP || it->kind == IT_REAUTH ||
+	    it->kind == IT_AUTH)
+		return; /* an IT_AUTH is never dropped: worker_drain finishes it */
 	if (it->kind == IT_ADOPT) {
 		moat_transport_free(it->conn->tr);
 		moat_mqtt_framer_free(&it->conn->in);
@@ -118,6 +119,18 @@ static void adopt(struct moat_worker *w, struct moat_conn *c)
 		conn_process(c); /* packets that came right behind the CONNECT */
 }
 
+/* After a reload of l's password or ACL file: judge its live connections again. */
+static void reauth(struct moat_worker *w, struct moat_listener *l)
+{
+	struct moat_conn *c, *next;
+
+	for (c = w->conns; c; c = next) {
+		next = c->next;
+		if (c->listener == l)
+			auth_recheck(c);
+	}
+}
+
 /* Hands an OCSP answer to every connection of this worker that presented that certificate. */
 static void ocsp_answer(struct moat_worker *w, uint64_t key, enum moat_ocsp_status st)
 {
@@ -158,6 +171,14 @@ static void process_inbox(struct moat_loop *loop, void *arg)
 			ocsp_answer(w, it->key, (enum moat_ocsp_status)it->qos);
 			continue;
 		}
+		if (it->kind == IT_AUTH) {
+			auth_job_finished(w, it->job);
+			continue;
+		}
+		if (it->kind == IT_REAUTH) {
+			reauth(w, &w->b->listeners[it->key]);
+			continue;
+		}
 		session_deliver(it->s, it->msg, it->qos, it->retain,
 				it->nsubids > 1 ? it->subids : &it->subid, it->nsubids);
 		item_drop(it);
@@ -179,13 +200,45 @@ static void flush_dirty(struct moat_worker *w)
 	w->ndirty = 0;
 }
 
+/*
+ * Frees the connections closed this turn; one whose password check still
+ * runs waits among the zombies until the check comes back (it holds c).
+ */
 static void reap(struct moat_worker *w)
 {
 	while (w->closing) {
 		struct moat_conn *c = w->closing;
 		w->closing = c->next;
+		if (c->auth_wait) {
+			c->prev = NULL;
+			c->next = w->zombies;
+			if (w->zombies)
+				w->zombies->prev = c;
+			w->zombies = c;
+			continue;
+		}
 		conn_free(c);
 	}
+}
+
+void conn_free_zombie(struct moat_conn *c)
+{
+	struct moat_worker *w = c->w;
+
+	if (c->prev)
+		c->prev->next = c->next;
+	else if (w->zombies == c)
+		w->zombies = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	conn_free(c);
+}
+
+/* After the threads are joined: finish what is left in the inbox (password checks). */
+void worker_drain(struct moat_worker *w)
+{
+	process_inbox(NULL, w);
+	reap(w);
 }
 
 static void before_sleep(struct moat_loop *loop, void *arg)

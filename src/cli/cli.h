@@ -9,5 +9,6 @@
 
 int moat_cmd_pub(int argc, char **argv);
 int moat_cmd_sub(int argc, char **argv);
+int moat_cmd_passwd(int argc, char **argv);
 
 #endif

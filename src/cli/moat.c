@@ -26,6 +26,7 @@ static int cmd_help(int argc, char **argv);
 static const struct command commands[] = {
 	{"pub", moat_cmd_pub, "publish a message (mosquitto_pub's options)"},
 	{"sub", moat_cmd_sub, "subscribe and print messages (mosquitto_sub's options)"},
+	{"passwd", moat_cmd_passwd, "manage a password file (mosquitto_passwd's options)"},
 	{"help", cmd_help, "print this help"},
 	{"--version", cmd_version, "print the version (also -V)"},
 	{"-V", cmd_version, NULL},

@@ -46,7 +46,7 @@ static const size_t listener_strings[] = {
 	LS(capath),	LS(certfile),	   LS(keyfile),	     LS(crlfile),
 	LS(dhparamfile), LS(ciphers),	   LS(ciphers_tls13), LS(tls_curves),
 	LS(psk_file),	LS(psk_hint),	   LS(ocsp_responder), LS(websockets_origin),
-	LS(websockets_trusted_proxies),
+	LS(websockets_trusted_proxies), LS(password_file), LS(acl_file), LS(auth_methods),
 };
 #define N_LS (sizeof(listener_strings) / sizeof(listener_strings[0]))
 
@@ -273,6 +273,7 @@ void moat_config_defaults(struct moat_config *c)
 	c->defaults.protocol = MOAT_PROTO_MQTT;
 	c->defaults.socket_domain = MOAT_DOMAIN_ANY;
 	c->defaults.tls_version = 12;
+	c->auth_threads = 2;
 	c->defaults.tls_session_tickets = true;
 	c->defaults.ocsp_cache_seconds = 3600;
 	c->max_inflight_messages = 20;

@@ -76,6 +76,12 @@ struct moat_listener_conf {
 	uint64_t tls_key_update_bytes;   /* moat's: TLS 1.3 KeyUpdate after this much; 0 off */
 	uint32_t tls_key_update_seconds; /* moat's: ... or after this long; 0 off */
 
+	/* Authentication and authorization */
+	char *password_file;
+	char *acl_file;
+	char *auth_methods;       /* moat's: ordered list; NULL = every configured method */
+	bool auth_rehash;         /* moat's: re-hash a legacy password entry on login */
+
 	/* WebSockets (moat's) */
 	char *websockets_origin;          /* comma-separated allowed Origins; NULL = any */
 	char *websockets_trusted_proxies; /* comma-separated addresses whose X-Forwarded-For counts */
@@ -114,6 +120,7 @@ struct moat_config {
 	uint32_t preauth_max_packet_size; /* packet limit before CONNECT is accepted; default 65536 */
 	uint64_t memory_limit;           /* ceiling on queued/inflight message memory; 0 = none */
 	uint32_t max_subscriptions_per_client; /* 0 = unlimited */
+	uint32_t auth_threads;           /* password hashing threads; default 2 */
 
 	/* process */
 	char *pid_file;
@@ -134,7 +141,8 @@ void moat_config_defaults(struct moat_config *c);
  * Returns 0, or MOAT_ECONFIG with a message "FILE:LINE: why" in err[0..errlen),
  * or MOAT_EIO if the file cannot be read (message says which and why).
  * After a successful load, each listener's unset allow_anonymous is taken
- * from the defaults block, or false if that is unset too.
+ * from the defaults block; if that is unset too it stays -1, and the broker
+ * allows anonymous clients on loopback and unix-socket listeners only.
  */
 int moat_config_load(struct moat_config *c, const char *path, char *err, size_t errlen);
 

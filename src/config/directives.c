@@ -140,6 +140,11 @@ const struct moat_config_directive moat_config_directives[] = {
 	{ R("use_identity_as_username", BOOL, LISTENER), L(use_identity_as_username) },
 	{ R("use_san_as_username", BOOL, LISTENER | OWN), L(use_san_as_username) },
 	{ R("use_subject_as_username", BOOL, LISTENER), L(use_subject_as_username) },
+	{ R("acl_file", STRING, LISTENER), L(acl_file) },
+	{ R("auth_methods", STRING, LISTENER | OWN), L(auth_methods) },
+	{ R("auth_rehash", BOOL, LISTENER | OWN), L(auth_rehash) },
+	{ R("auth_threads", UINT, OWN), G(auth_threads), .min = 1, .max = 64 },
+	{ R("password_file", STRING, LISTENER), L(password_file) },
 	{ R("websockets_origin", STRING, LISTENER | OWN), L(websockets_origin) },
 	{ R("websockets_trusted_proxies", STRING, LISTENER | OWN), L(websockets_trusted_proxies) },
 };
@@ -823,9 +828,8 @@ static int finish(struct moat_config_parser *p)
 	}
 	for (i = 0; i < c->n_listeners; i++) {
 		struct moat_listener_conf *l = &c->listeners[i];
-		if (l->allow_anonymous < 0)
-			l->allow_anonymous = c->defaults.allow_anonymous < 0
-						     ? 0 : c->defaults.allow_anonymous;
+		if (l->allow_anonymous < 0) /* still -1 if the defaults leave it unset too */
+			l->allow_anonymous = c->defaults.allow_anonymous;
 	}
 	return 0;
 }

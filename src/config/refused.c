@@ -35,7 +35,6 @@ struct refusal {
 #define R_RSMB "not supported: an RSMB option Mosquitto also ignores; delete the line"
 
 static const struct refusal refusals[] = {
-	{ "acl_file", R_ACL, false },
 	{ "address", R_BRIDGE, false },
 	{ "addresses", R_BRIDGE, false },
 	{ "allow_duplicate_messages", R_OLD, false },
@@ -66,7 +65,6 @@ static const struct refusal refusals[] = {
 	{ "notifications", R_BRIDGE, false },
 	{ "notifications_local_only", R_BRIDGE, false },
 	{ "password", R_BRIDGE, false },
-	{ "password_file", R_AUTH, false },
 	{ "per_listener_settings", R_PLS, false },
 	{ "persistence", R_STORE, false },
 	{ "persistence_file", R_STORE, false },
