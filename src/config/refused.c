@@ -23,9 +23,9 @@ struct refusal {
 };
 
 #define R_ENGINE "not supported: moat reads keys from PEM files, not OpenSSL engines"
-#define R_AUTH "not supported yet (authentication arrives with issue 5)"
-#define R_ACL "not supported yet (access control arrives with authentication, issue 5)"
-#define R_PLUGIN "not supported: moat loads no plugins (authentication arrives with issue 5)"
+#define R_AUTH "not supported yet"
+#define R_ACL "not supported yet"
+#define R_PLUGIN "not supported: moat loads no plugins (use password_file, acl_file, auth_methods)"
 #define R_STORE "not supported yet (durable storage arrives with issue 7)"
 #define R_BRIDGE "not supported yet (bridges arrive after the broker core)"
 #define R_PLS "not needed: moat always applies listener settings per listener"

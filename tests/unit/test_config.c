@@ -561,7 +561,7 @@ static void test_refused_directives(void **state)
 		moat_config_free(&c);
 	}
 	refused("auth_plugin /usr/lib/x.so",
-		"t.conf:1: auth_plugin: not supported: moat loads no plugins (authentication arrives with issue 5)");
+		"t.conf:1: auth_plugin: not supported: moat loads no plugins (use password_file, acl_file, auth_methods)");
 	refused("tls_engine pkcs11",
 		"t.conf:1: tls_engine: not supported: moat reads keys from PEM files, not OpenSSL engines");
 	refused("persistence true",
