@@ -285,11 +285,12 @@ static void job_work(struct moat_job *j)
 	if (a->result == 0 && algo != MOAT_PW_ARGON2ID && algo != MOAT_PW_SCRAM_SHA256 &&
 	    algo != MOAT_PW_SCRAM_SHA512 && a->l->conf->auth_rehash &&
 	    moat_passwd_hash(MOAT_PW_ARGON2ID, a->password, a->plen, hash, sizeof(hash)) == 0) {
-		/* The running sessions keep working: the next reload sees a new entry for a password
-		 * that did not change, so the user is not kicked (see auth_recheck). */
 		if (moat_passwd_edit(a->l->conf->password_file, a->user, hash, false, err,
-				     sizeof(err)) == 0)
+				     sizeof(err)) == 0) {
+			/* This session holds the new entry's fingerprint: a reload keeps it. */
+			a->fp = moat_passwd_fingerprint_of(a->user, hash);
 			moat_log(MOAT_LOG_LVL_NOTICE, "password_rehashed user_len=%zu", strlen(a->user));
+		}
 		else
 			moat_log(MOAT_LOG_LVL_WARNING, "password_rehash_failed reason=\"%s\"", err);
 	}

@@ -684,6 +684,13 @@ size_t moat_passwd_count(const struct moat_passwd *p)
 	return p ? p->users.len : 0;
 }
 
+uint64_t moat_passwd_fingerprint_of(const char *user, const char *hash)
+{
+	struct span u = {user, strlen(user)}, h = {hash, strlen(hash)};
+
+	return fingerprint(u, h);
+}
+
 uint64_t moat_passwd_fingerprint(const struct moat_passwd *p, const char *user)
 {
 	const struct entry *e;

@@ -75,6 +75,9 @@ int moat_passwd_check(const struct moat_passwd *p, const char *user, const uint8
  */
 uint64_t moat_passwd_fingerprint(const struct moat_passwd *p, const char *user);
 
+/* The fingerprint user's entry would have with hash (the part after "user:"). */
+uint64_t moat_passwd_fingerprint_of(const char *user, const char *hash);
+
 /*
  * The SCRAM credentials of user for hash 256 or 512. Returns 0, or
  * MOAT_ENOTFOUND if the user has no SCRAM entry of that kind.
