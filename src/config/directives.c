@@ -43,6 +43,7 @@ HANDLER(set_bind_address);
 HANDLER(set_log_dest);
 HANDLER(set_log_type);
 HANDLER(set_include_dir);
+HANDLER(set_auth_methods);
 
 static const struct moat_config_enum protocols[] = {
 	{ "mqtt", MOAT_PROTO_MQTT }, { "websockets", MOAT_PROTO_WEBSOCKETS }, { NULL, 0 }
@@ -141,7 +142,7 @@ const struct moat_config_directive moat_config_directives[] = {
 	{ R("use_san_as_username", BOOL, LISTENER | OWN), L(use_san_as_username) },
 	{ R("use_subject_as_username", BOOL, LISTENER), L(use_subject_as_username) },
 	{ R("acl_file", STRING, LISTENER), L(acl_file) },
-	{ R("auth_methods", STRING, LISTENER | OWN), L(auth_methods) },
+	{ R("auth_methods", CUSTOM, LISTENER | OWN), L(auth_methods), .set = set_auth_methods },
 	{ R("auth_rehash", BOOL, LISTENER | OWN), L(auth_rehash) },
 	{ R("auth_threads", UINT, OWN), G(auth_threads), .min = 1, .max = 64 },
 	{ R("password_file", STRING, LISTENER), L(password_file) },
@@ -427,6 +428,40 @@ static int set_string(struct moat_config_parser *p, const struct moat_config_dir
 	*slot = copy;
 	*seen = 1;
 	return 0;
+}
+
+/* The methods auth_methods names (src/broker/auth.c gives each its meaning). */
+static const char *const auth_method_words[] = {
+	"anonymous", "password", "certificate", "psk", "scram-sha-256", "scram-sha-512", "scram", NULL
+};
+
+/* auth_methods LIST: alternatives separated by ',' or spaces, factors joined by '+'. */
+HANDLER(set_auth_methods)
+{
+	char *copy = strdup(v), *save = NULL, *alt, q[72];
+	int n = 0;
+
+	if (!copy)
+		return nomem(p);
+	for (alt = strtok_r(copy, ", ", &save); alt; alt = strtok_r(NULL, ", ", &save), n++) {
+		char *fsave = NULL, *f;
+		for (f = strtok_r(alt, "+", &fsave); f; f = strtok_r(NULL, "+", &fsave)) {
+			const char *const *w = auth_method_words;
+			while (*w && strcmp(*w, f) != 0)
+				w++;
+			if (!*w) {
+				shown(q, sizeof(q), f);
+				free(copy);
+				return fail(p, MOAT_ECONFIG, "auth_methods: '%s' is not a method "
+						"(anonymous, password, certificate, psk, scram-sha-256, "
+						"scram-sha-512, scram; '+' joins factors)", q);
+			}
+		}
+	}
+	free(copy);
+	if (n == 0 || n > 8)
+		return fail(p, MOAT_ECONFIG, "auth_methods: give 1 to 8 alternatives");
+	return set_string(p, d, v);
 }
 
 /*
