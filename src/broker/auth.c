@@ -173,6 +173,8 @@ int auth_listener_init(struct moat_listener *l, char *err, size_t errlen)
 	int rc;
 
 	pthread_mutex_init(&l->db_lock, NULL);
+	pthread_mutex_init(&l->rehash_lock, NULL);
+	moat_map_init(&l->rehashed, NULL);
 	rc = authdb_load(l->conf, &l->db, err, errlen);
 	if (rc < 0)
 		return rc;
@@ -181,10 +183,17 @@ int auth_listener_init(struct moat_listener *l, char *err, size_t errlen)
 
 void auth_listener_free(struct moat_listener *l)
 {
+	size_t pos = 0;
+	struct rehash *r;
+
 	if (!l->db)
 		return;
 	authdb_put(l->db);
 	l->db = NULL;
+	while ((r = moat_map_next(&l->rehashed, &pos, NULL, NULL)))
+		free(r);
+	moat_map_free(&l->rehashed);
+	pthread_mutex_destroy(&l->rehash_lock);
 	pthread_mutex_destroy(&l->db_lock);
 }
 
@@ -274,26 +283,83 @@ struct auth_job {
 	uint64_t fp;
 };
 
+/*
+ * A legacy entry re-hashed by auth_rehash: the file now holds new_fp's entry
+ * for a password that did not change, so sessions that logged in with
+ * old_fp's are not kicked by the next reload (auth_recheck), and the user is
+ * not re-hashed again at every login before it.
+ */
+struct rehash {
+	uint64_t old_fp, new_fp;
+	size_t len;
+	char user[];
+};
+
+static struct rehash *rehash_find(struct moat_listener *l, const char *user)
+{
+	return moat_map_get(&l->rehashed, user, strlen(user));
+}
+
+/* Re-hashes a's user's legacy entry to Argon2id, once. Runs on the auth pool. */
+static void rehash(struct auth_job *a)
+{
+	struct moat_listener *l = a->l;
+	struct rehash *r;
+	char hash[512], err[256];
+	size_t n = strlen(a->user);
+
+	pthread_mutex_lock(&l->rehash_lock);
+	r = rehash_find(l, a->user);
+	if (r && r->old_fp == a->fp) { /* done since the file was loaded */
+		a->fp = r->new_fp;
+		goto done;
+	}
+	if (moat_passwd_hash(MOAT_PW_ARGON2ID, a->password, a->plen, hash, sizeof(hash)) < 0 ||
+	    moat_passwd_edit(l->conf->password_file, a->user, hash, false, err, sizeof(err)) < 0) {
+		moat_log(MOAT_LOG_LVL_WARNING, "password_rehash_failed");
+		goto done;
+	}
+	if (!r && (r = malloc(sizeof(*r) + n + 1))) {
+		memcpy(r->user, a->user, n + 1);
+		r->len = n;
+		if (moat_map_put(&l->rehashed, r->user, n, r) < 0) {
+			free(r);
+			r = NULL;
+		}
+	}
+	if (r) {
+		r->old_fp = a->fp;
+		r->new_fp = moat_passwd_fingerprint_of(a->user, hash);
+		a->fp = r->new_fp;
+	}
+	moat_log(MOAT_LOG_LVL_NOTICE, "password_rehashed algorithm=argon2id");
+done:
+	pthread_mutex_unlock(&l->rehash_lock);
+}
+
+/* True if a session that logged in with fp may stay now that user's entry is new_fp. */
+static bool rehashed_same(struct moat_listener *l, const char *user, uint64_t fp, uint64_t new_fp)
+{
+	struct rehash *r;
+	bool same;
+
+	pthread_mutex_lock(&l->rehash_lock);
+	r = rehash_find(l, user);
+	same = r && r->new_fp == new_fp && (r->old_fp == fp || r->new_fp == fp);
+	pthread_mutex_unlock(&l->rehash_lock);
+	return same;
+}
+
 static void job_work(struct moat_job *j)
 {
 	struct auth_job *a = (struct auth_job *)j;
 	enum moat_pw_algo algo = MOAT_PW_ARGON2ID;
-	char hash[512], err[256];
 
 	a->result = moat_passwd_check(a->db->pw, a->user, a->password, a->plen, &algo);
 	a->fp = moat_passwd_fingerprint(a->db->pw, a->user);
-	if (a->result == 0 && algo != MOAT_PW_ARGON2ID && algo != MOAT_PW_SCRAM_SHA256 &&
-	    algo != MOAT_PW_SCRAM_SHA512 && a->l->conf->auth_rehash &&
-	    moat_passwd_hash(MOAT_PW_ARGON2ID, a->password, a->plen, hash, sizeof(hash)) == 0) {
-		if (moat_passwd_edit(a->l->conf->password_file, a->user, hash, false, err,
-				     sizeof(err)) == 0) {
-			/* This session holds the new entry's fingerprint: a reload keeps it. */
-			a->fp = moat_passwd_fingerprint_of(a->user, hash);
-			moat_log(MOAT_LOG_LVL_NOTICE, "password_rehashed user_len=%zu", strlen(a->user));
-		}
-		else
-			moat_log(MOAT_LOG_LVL_WARNING, "password_rehash_failed reason=\"%s\"", err);
-	}
+	if (a->result == 0 && (algo == MOAT_PW_PBKDF2_SHA512 || algo == MOAT_PW_SHA512) &&
+	    a->l->conf->auth_rehash)
+		rehash(a);
 	memset(a->password, 0, a->plen);
 }
 
@@ -394,10 +460,16 @@ int auth_connect(struct moat_conn *c, const struct moat_mqtt_packet *p, uint8_t 
 		}
 		*reason = MOAT_RC_BAD_USER_NAME_OR_PASSWORD;
 		*why = "malformed SCRAM client-first-message";
+		c->proven = f; /* a certificate counts with SCRAM for certificate+scram */
 		return scram_begin(c, db, cn, mech) < 0 || stash(c, p) < 0 ? -1 : 1;
 	}
-	/* A user name from the TLS identity is proven by the TLS layer, not by a password. */
-	if (cn->has_username && db->pw && !c->username_from_tls) {
+	/*
+	 * A user name from the TLS identity is proven by the TLS layer; a password
+	 * is then checked only when an alternative asks for both, and it must be
+	 * that identity's password, which ties the two factors to one user.
+	 */
+	if (db->pw && c->username &&
+	    (c->username_from_tls ? cn->has_password && uses_any(l, F_PASSWORD) : cn->has_username)) {
 		if (!cn->has_password) {
 			authdb_put(db);
 			*reason = MOAT_RC_BAD_USER_NAME_OR_PASSWORD;
@@ -546,7 +618,9 @@ void acl_bind(struct moat_conn *c, const uint8_t *client_id, size_t n)
 {
 	struct moat_authdb *db = authdb_get(c->listener);
 	char *id = strndup((const char *)client_id, n);
-	struct moat_acl_who who = {c->username, id, c->identity};
+	/* Only a proven name gets a user's rules: a claimed one is an anonymous client's. */
+	bool proven = c->username_from_tls || (c->proven & (F_PASSWORD | F_SCRAM256 | F_SCRAM512));
+	struct moat_acl_who who = {proven ? c->username : NULL, id, c->identity};
 
 	moat_acl_client_free(c->acl);
 	c->acl = NULL;
@@ -607,6 +681,8 @@ void auth_recheck(struct moat_conn *c)
 		     ? moat_passwd_fingerprint(db->pw, c->username)
 		     : c->pw_fp;
 	authdb_put(db);
+	if (fp != c->pw_fp && rehashed_same(c->listener, c->username, c->pw_fp, fp))
+		c->pw_fp = fp; /* only auth_rehash wrote the entry anew */
 	if (fp != c->pw_fp) {
 		event(c, MOAT_SEC_CREDENTIAL_REVOKED, c->session ? c->session->client_id : NULL,
 		      auth_method_name(c->proven), fp ? "password changed" : "user removed");

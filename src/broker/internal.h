@@ -103,6 +103,8 @@ struct moat_listener {
 	struct moat_authdb *db;         /* current; take with authdb_get */
 	uint8_t alts[MAX_AUTH_ALTS];    /* auth_methods: each a set of F_* that lets a client in */
 	int nalts;
+	pthread_mutex_t rehash_lock;
+	struct moat_map rehashed;       /* user -> struct rehash: legacy entries re-hashed (auth_rehash) */
 };
 
 /* ---- the broker ---- */

@@ -245,14 +245,22 @@ void session_fill_window(struct moat_session *s)
 
 void session_resume(struct moat_session *s)
 {
-	struct delivery *d;
+	struct delivery *d, *next;
+	int rc;
 
-	for (d = s->inflight.head; d && can_send(s); d = d->next) {
-		if (d->state == D_WAIT_COMP)
+	for (d = s->inflight.head; d && can_send(s); d = next) {
+		next = d->next;
+		if (d->state == D_WAIT_COMP) {
 			conn_send_ack(s->conn, MOAT_MQTT_PUBREL, d->packet_id, 0);
-		else
-			conn_send_publish(s->conn, d->msg, d->qos, d->retain, true, d->packet_id,
-					  d->subids, d->nsubids);
+		} else if ((rc = conn_send_publish(s->conn, d->msg, d->qos, d->retain, true,
+						   d->packet_id, d->subids, d->nsubids)) ==
+				   MOAT_EDENIED ||
+			   rc == MOAT_ETOOBIG) {
+			/* Not deliverable any more (the ACL took the right away, too big): done with it. */
+			moat_map_del(&s->inflight_ids, &d->packet_id, sizeof(d->packet_id));
+			dlist_remove(&s->inflight, d);
+			delivery_free(s, d);
+		}
 	}
 	session_fill_window(s);
 }
