@@ -44,6 +44,7 @@ class Node:
         self.completed = {}     # mid -> True once PUBACK/PUBCOMP came
         self.sent = {}          # mid -> (seq, qos), for this publisher
         self.connects = 0
+        self.subacked = threading.Event()
         if version == 5:
             self.c = mqtt.Client(client_id=cid, protocol=mqtt.MQTTv5)
             self.props = Properties(PacketTypes.CONNECT)
@@ -58,6 +59,7 @@ class Node:
         self.c.on_disconnect = self._on_disconnect
         self.c.on_message = self._on_message
         self.c.on_publish = self._on_publish
+        self.c.on_subscribe = lambda *args: self.subacked.set()
 
     def _on_connect(self, c, u, flags, rc, properties=None):
         if rc == 0:
@@ -132,6 +134,8 @@ def test_soak(make_broker):
         s.start()
         r, mid = s.c.subscribe("soak/%s/#" % run, sub_qos[s.cid])
         assert r == 0
+    # the SUBACKs: only then is each subscription in place for the probe
+    assert all(s.subacked.wait(10) for s in subs), "a SUBACK did not come"
     # every subscription is in place before the first publish: a round trip through each
     probe = Node(b.port, "soak-probe-%s" % run, 5, persistent=False)
     probe.start()
