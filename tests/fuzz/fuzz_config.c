@@ -9,7 +9,7 @@
  *     why on one line: "fuzz.conf:LINE: ..." or a path, no control bytes;
  *   - an accepted config keeps every promise of config.h and the table:
  *     values within their bounds, at most MOAT_CONFIG_MAX_LISTENERS distinct
- *     listeners, each with allow_anonymous resolved to 0 or 1, strings valid
+ *     listeners, each with allow_anonymous -1 (unset), 0 or 1, strings valid
  *     UTF-8, mount points without wildcards, a unix socket path for port 0;
  *   - reading the text again into the accepted config (it goes on in the last
  *     listener) also ends in one of the codes above;
@@ -72,14 +72,14 @@ static bool same(const char *a, const char *b)
 	return a == b || (a && b && strcmp(a, b) == 0);
 }
 
-static void check_listener(const struct moat_listener_conf *l, bool resolved)
+static void check_listener(const struct moat_listener_conf *l)
 {
 	CHECK(l->protocol == MOAT_PROTO_MQTT || l->protocol == MOAT_PROTO_WEBSOCKETS);
 	CHECK(l->socket_domain == MOAT_DOMAIN_ANY || l->socket_domain == MOAT_DOMAIN_IPV4 ||
 	      l->socket_domain == MOAT_DOMAIN_IPV6);
 	CHECK(l->max_connections >= -1);
-	CHECK(resolved ? (l->allow_anonymous == 0 || l->allow_anonymous == 1)
-		       : (l->allow_anonymous >= -1 && l->allow_anonymous <= 1));
+	/* -1 (unset) survives the read: the broker resolves it per bind address. */
+	CHECK(l->allow_anonymous >= -1 && l->allow_anonymous <= 1);
 	check_text(l->address);
 	check_text(l->mount_point);
 	if (l->mount_point)
@@ -92,11 +92,11 @@ static void check_config(const struct moat_config *c, bool parsed)
 	int i, j;
 
 	CHECK(c->n_listeners >= 0 && c->n_listeners <= MOAT_CONFIG_MAX_LISTENERS);
-	check_listener(&c->defaults, false);
+	check_listener(&c->defaults);
 	CHECK(c->defaults.address == NULL && c->defaults.file == NULL);
 	for (i = 0; i < c->n_listeners; i++) {
 		const struct moat_listener_conf *l = &c->listeners[i];
-		check_listener(l, true);
+		check_listener(l);
 		CHECK(l->port != 0 || l->address != NULL);
 		if (parsed)
 			CHECK(l->file != NULL && l->line > 0);
