@@ -47,23 +47,23 @@ LIB_SRC := $(CORE_SRC) $(MQTT_SRC)
 EVENT_SRC := src/event/loop.c
 NET_SRC := src/net/http.c src/net/listen.c src/net/ocsp.c src/net/tcp.c src/net/tls.c src/net/ws.c
 CONFIG_SRC := src/config/config.c src/config/directives.c src/config/lexer.c src/config/refused.c
-BROKER_SRC := src/broker/auth.c src/broker/broker.c src/broker/conn.c src/broker/connect.c \
+BROKER_SRC := src/broker/auth.c src/broker/broker.c src/broker/conn.c src/broker/connect.c src/broker/guard.c \
 	src/broker/handlers.c src/broker/mount.c src/broker/msg.c src/broker/publish.c src/broker/retain.c \
 	src/broker/session.c src/broker/subs.c src/broker/sys.c src/broker/worker.c
-CLI_SRC := src/cli/moat.c src/cli/args.c src/cli/client.c src/cli/client_in.c src/cli/netargs.c src/cli/passwd.c src/cli/propargs.c src/cli/pub.c \
+CLI_SRC := src/cli/moat.c src/cli/args.c src/cli/audit.c src/cli/client.c src/cli/client_in.c src/cli/netargs.c src/cli/passwd.c src/cli/propargs.c src/cli/pub.c \
 	src/cli/sub.c src/cli/subfmt.c
 
-SECURITY_SRC := src/security/acl.c src/security/event.c src/security/passwd.c src/security/pool.c \
-	src/security/scram.c
+SECURITY_SRC := src/security/acl.c src/security/audit.c src/security/ban.c src/security/event.c \
+	src/security/passwd.c src/security/pool.c src/security/scram.c src/security/sentinel.c
 DAEMON_SRC := $(EVENT_SRC) $(NET_SRC) $(CONFIG_SRC) $(SECURITY_SRC) $(BROKER_SRC)
 MOATD_SRC := src/moatd.c
 MOAT_SRC := $(CLI_SRC)
 
 UNIT_TESTS := test_utf8 test_mem test_topic test_props test_frame test_codec test_malformed \
-	test_subs test_config test_ws test_scram test_acl test_passwd
+	test_subs test_config test_ws test_scram test_acl test_passwd test_ban test_audit test_sentinel
 FUZZ_TARGETS := fuzz_decode_v31 fuzz_decode_v311 fuzz_decode_v5 fuzz_decode_client \
 	fuzz_props fuzz_topic fuzz_frame fuzz_config fuzz_ws_frames fuzz_http_upgrade fuzz_scram \
-	fuzz_acl fuzz_passwd
+	fuzz_acl fuzz_passwd fuzz_bans
 
 obj = $(patsubst src/%.c,$(BUILD)/obj/%.o,$(1))
 LIB_OBJ := $(call obj,$(LIB_SRC))
@@ -154,6 +154,9 @@ $(FUZZ_DIR)/fuzz_acl: FUZZ_EXTRA := src/security/acl.c
 # The password-file target builds passwd.c and the SCRAM key derivation it calls.
 $(FUZZ_DIR)/fuzz_passwd: src/security/passwd.c src/security/scram.c
 $(FUZZ_DIR)/fuzz_passwd: FUZZ_EXTRA := src/security/passwd.c src/security/scram.c -lsodium -lcrypto
+# The bans target builds the bans code it tests.
+$(FUZZ_DIR)/fuzz_bans: src/security/ban.c
+$(FUZZ_DIR)/fuzz_bans: FUZZ_EXTRA := src/security/ban.c
 
 fuzz-build: $(FUZZ_BIN)
 

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "broker/broker.h"
@@ -108,6 +109,25 @@ static void block_signals(void)
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 }
 
+/*
+ * A broker's connections are descriptors: take every one the hard limit
+ * allows (the soft default, often 1024, is a desktop's). Logged once the log
+ * is open, so an operator sees the ceiling.
+ */
+static void raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return;
+	if (rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		(void)setrlimit(RLIMIT_NOFILE, &rl);
+		(void)getrlimit(RLIMIT_NOFILE, &rl);
+	}
+	moat_log(MOAT_LOG_LVL_INFO, "fd_limit value=%llu", (unsigned long long)rl.rlim_cur);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -159,6 +179,7 @@ int main(int argc, char **argv)
 		goto out;
 	if (open_log(&conf, verbose) < 0)
 		goto out;
+	raise_fd_limit();
 	block_signals();
 	if (moat_broker_new(&conf, &b, err, sizeof(err)) < 0) {
 		moat_log(MOAT_LOG_LVL_ERROR, "startup_failed reason=\"%s\"", err);

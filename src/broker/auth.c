@@ -220,8 +220,9 @@ int auth_listener_reload(struct moat_listener *l, char *err, size_t errlen)
 static void event(struct moat_conn *c, enum moat_sec_kind kind, const char *client_id,
 		  const char *method, const char *reason)
 {
-	struct moat_sec_event e = {kind, c->addr, client_id, c->username, method, reason, NULL,
-				   NULL};
+	struct moat_sec_event e = {.kind = kind, .addr = c->addr, .client_id = client_id,
+				   .username = c->username, .method = method, .reason = reason,
+				   .port = c->listener->conf->port};
 	moat_sec_emit(&e);
 }
 
@@ -653,10 +654,11 @@ bool acl_allows(struct moat_conn *c, const uint8_t *topic, size_t n, int access)
 void acl_denied(struct moat_conn *c, const uint8_t *topic, size_t n, const char *access)
 {
 	char *t = strndup((const char *)topic, n);
-	struct moat_sec_event e = {MOAT_SEC_ACL_DENIED, c->addr,
-				   c->session ? c->session->client_id : NULL,
-				   c->username, auth_method_name(c->proven), "not allowed by the ACL",
-				   t, access};
+	struct moat_sec_event e = {.kind = MOAT_SEC_ACL_DENIED, .addr = c->addr,
+				   .client_id = c->session ? c->session->client_id : NULL,
+				   .username = c->username, .method = auth_method_name(c->proven),
+				   .reason = "not allowed by the ACL", .topic = t, .access = access,
+				   .port = c->listener->conf->port};
 
 	moat_sec_emit(&e);
 	free(t);

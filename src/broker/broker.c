@@ -66,6 +66,7 @@ static int open_listeners(struct moat_broker *b, char *err, size_t errlen)
 		struct moat_listener *l = &b->listeners[i];
 		int n;
 
+		l->index = i;
 		if (lc->port == 0) {
 			n = moat_listen_unix(lc->address, err, errlen);
 			if (n < 0)
@@ -136,6 +137,9 @@ int moat_broker_new(struct moat_config *c, struct moat_broker **out, char *err, 
 	if (!b->subs || !b->retain || !b->auth_pool)
 		goto fail;
 	rc = open_listeners(b, err, errlen);
+	if (rc < 0)
+		goto fail;
+	rc = guard_init(b, err, errlen);
 	if (rc < 0)
 		goto fail;
 	b->nworkers = worker_count(c);
@@ -272,7 +276,8 @@ int moat_broker_run(struct moat_broker *b, const char *config_path)
 		struct signalfd_siginfo si;
 		uint64_t ticks;
 
-		if (poll(p, 2, -1) < 0) {
+		guard_save_bans(b); /* when the sentinel placed a ban since */
+		if (poll(p, 2, 5000) < 0) {
 			if (errno == EINTR)
 				continue;
 			rc = MOAT_EIO;
@@ -320,6 +325,7 @@ void moat_broker_free(struct moat_broker *b)
 	for (i = 0; i < b->nlisteners; i++)
 		moat_ocsp_free(b->listeners[i].ocsp); /* joins its thread first */
 	moat_pool_free(b->auth_pool); /* finishes its checks: their answers wait in inboxes */
+	guard_free(b);                /* the sentinel drains: its verdicts wait in inboxes */
 	for (i = 0; i < b->nworkers; i++)
 		worker_drain(b->workers[i]);
 	for (i = 0; i < b->nworkers; i++)

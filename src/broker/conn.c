@@ -61,6 +61,8 @@ struct moat_conn *conn_new(struct moat_worker *w, struct moat_transport *tr,
 	c->listener = l;
 	c->state = C_NEW;
 	moat_sockaddr_format(sa, c->addr, sizeof(c->addr));
+	moat_sockaddr_host(sa, c->host, sizeof(c->host));
+	moat_map_init(&c->topics, NULL);
 	moat_mqtt_framer_init(&c->in, &w->b->conn_mem, 0, w->b->conf->preauth_max_packet_size);
 	moat_map_init(&c->alias_out, NULL);
 	c->connected_at = worker_now(w);
@@ -152,6 +154,7 @@ void conn_free(struct moat_conn *c)
 		;
 	shutdown(fd, SHUT_WR);
 	moat_transport_free(c->tr); /* closes fd */
+	guard_release(c->w->b, c);
 	moat_mqtt_framer_free(&c->in);
 	out_free(&c->out);
 	free_aliases(c);
@@ -200,6 +203,8 @@ void conn_close(struct moat_conn *c, const char *why)
 	if (c->state == C_ACTIVE) {
 		moat_log(MOAT_LOG_LVL_NOTICE, "disconnect client_id=%s addr=%s reason=\"%s\"",
 			 cid(c, id, sizeof(id)), c->addr, why);
+		if (!c->graceful && !c->close_kind)
+			guard_event(c, MOAT_SEC_ABNORMAL_CLOSE, why);
 		STAT_ADD(&w->stats, disconnects, 1);
 		STAT_ADD(&w->stats, clients_connected, -1);
 		leave_session(c);
@@ -485,8 +490,8 @@ static void update_events(struct moat_conn *c)
 {
 	unsigned ev = moat_transport_want(c->tr, c->out.pending > 0);
 
-	/* No reading while output piles up or a check holds the CONNECT: the buffer stays bounded. */
-	if (conn_congested(c) || c->auth_wait || c->ocsp_wait)
+	/* No reading while output piles up, a check holds the CONNECT, or it is rate limited. */
+	if (conn_congested(c) || c->auth_wait || c->ocsp_wait || c->paused_until)
 		ev &= ~(unsigned)MOAT_EV_READ;
 	moat_loop_mod(c->w->loop, &c->io, ev);
 }
@@ -576,7 +581,8 @@ static void read_some(struct moat_conn *c)
 		c->last_rx = worker_now(c->w);
 		if (conn_process(c) < 0)
 			return; /* closed, or handed to another worker: c is not ours now */
-		if (((size_t)n < room && !c->tr->ops->has_buffered(c->tr)) || conn_congested(c))
+		if (((size_t)n < room && !c->tr->ops->has_buffered(c->tr)) || conn_congested(c) ||
+		    c->paused_until)
 			break;
 	}
 	if (c->state != C_CLOSING)
@@ -666,7 +672,8 @@ int conn_process(struct moat_conn *c)
 
 	if (!ocsp_gate(c))
 		return c->state == C_CLOSING ? -1 : 0;
-	while (c->state != C_CLOSING && !c->auth_wait) {
+	/* A rate pause stops here too: what is buffered waits, as what is unread does. */
+	while (c->state != C_CLOSING && !c->auth_wait && !c->paused_until) {
 		struct moat_mqtt_packet pkt;
 
 		rc = moat_mqtt_framer_next(&c->in, &fr, &fault);
@@ -734,12 +741,15 @@ void conn_fail(struct moat_conn *c, const struct moat_mqtt_fault *f)
 	snprintf(why, sizeof(why), "%s%s%s%s (reason 0x%02x)", f->why, f->rule ? " [" : "",
 		 f->rule ? f->rule : "", f->rule ? "]" : "", f->reason);
 	if (c->state == C_NEW || c->state == C_AUTH) {
-		moat_log(MOAT_LOG_LVL_NOTICE, "connect_refused addr=%s reason=\"%s\"", c->addr, why);
+		guard_event(c, f->code == MOAT_ETOOBIG ? MOAT_SEC_PACKET_TOO_LARGE
+						     : MOAT_SEC_PROTOCOL_VIOLATION, why);
 		send_connack_refusal(c, f);
 		conn_close(c, f->why);
 		return;
 	}
-	moat_log(MOAT_LOG_LVL_NOTICE, "protocol_violation addr=%s reason=\"%s\"", c->addr, why);
+	guard_event(c, f->code == MOAT_ETOOBIG ? MOAT_SEC_PACKET_TOO_LARGE
+					     : MOAT_SEC_PROTOCOL_VIOLATION, why);
+	c->close_kind = CLOSE_QUIET; /* the violation is the event */
 	conn_disconnect(c, f->reason, f->why);
 }
 
@@ -770,12 +780,26 @@ void conn_tick(struct moat_worker *w, int64_t now)
 
 	for (c = w->conns; c; c = next) {
 		next = c->next;
+		if (c->paused_until) {
+			guard_tick(c, now);
+			if (!c->paused_until && c->state != C_CLOSING) {
+				/* The rate pause is over: what waits in the buffer first, then read again. */
+				c->last_rx = now;
+				if (conn_process(c) < 0)
+					continue;
+				update_events(c);
+			}
+		} else {
+			guard_tick(c, now);
+		}
 		if ((c->state == C_NEW || c->state == C_AUTH) && !c->has_pending &&
 		    now >= c->deadline) {
-			moat_log(MOAT_LOG_LVL_NOTICE, "connect_timeout addr=%s", c->addr);
+			guard_event(c, MOAT_SEC_CONNECT_TIMEOUT, "no CONNECT in time");
 			conn_close(c, "no CONNECT in time");
 		} else if (c->state == C_ACTIVE && c->keepalive &&
 			   now - c->last_rx >= (int64_t)c->keepalive * 1500) {
+			c->close_kind = MOAT_SEC_KEEPALIVE_TIMEOUT;
+			guard_event(c, MOAT_SEC_KEEPALIVE_TIMEOUT, "keepalive timeout");
 			conn_disconnect(c, MOAT_RC_KEEP_ALIVE_TIMEOUT, "keepalive timeout");
 		} else if (c->state == C_ACTIVE && c->ocsp_started &&
 			   now - c->ocsp_checked_at >=

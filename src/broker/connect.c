@@ -372,6 +372,8 @@ int handle_connect(struct moat_conn *c, struct moat_mqtt_packet *p)
 								       : sizeof(c->pending_id) - 1),
 		 (const char *)cn->client_id.p);
 	reason = check(c, cn, &why);
+	if (!reason) /* bans and lockdown: before any expensive check */
+		reason = guard_connect(c, cn->client_id.p, cn->client_id.len, &why);
 	if (reason) {
 		connect_refuse(c, reason, why);
 		return -1;

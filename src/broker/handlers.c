@@ -18,7 +18,8 @@
 
 static int violation(struct moat_conn *c, uint8_t reason, const char *why)
 {
-	moat_log(MOAT_LOG_LVL_NOTICE, "protocol_violation addr=%s reason=\"%s\"", c->addr, why);
+	guard_event(c, MOAT_SEC_PROTOCOL_VIOLATION, why);
+	c->close_kind = CLOSE_QUIET; /* the violation is the event */
 	conn_disconnect(c, reason, why);
 	return -1;
 }
@@ -83,14 +84,17 @@ static int h_publish(struct moat_conn *c, struct moat_mqtt_packet *pkt)
 	const struct moat_config *conf = w->b->conf;
 	struct moat_slice topic;
 	struct moat_msg *msg;
+	bool within_rate;
 	size_t n;
 
 	STAT_ADD(&w->stats, pub_received, 1);
 	if (resolve_alias(c, p, &topic) < 0 || publish_allowed(c, p) < 0)
 		return -1;
+	within_rate = guard_publish(c, p->payload.len + topic.len);
 	if (mount_topic(c, topic, w->mountbuf, &topic) < 0)
 		return violation(c, MOAT_RC_TOPIC_NAME_INVALID, "topic too long under the mount point");
 	if (!acl_allows(c, topic.p, topic.len, MOAT_ACL_WRITE)) {
+		guard_topic(c, topic.p, topic.len, true);
 		/* 5.0 says so in the ack; 3.x has no negative ack: the message is just dropped. */
 		STAT_ADD(&w->stats, msgs_dropped, 1);
 		acl_denied(c, topic.p, topic.len, "publish");
@@ -102,6 +106,12 @@ static int h_publish(struct moat_conn *c, struct moat_mqtt_packet *pkt)
 	if (p->qos == 2 && session_qos2_has(c->session, p->packet_id)) {
 		/* A resend of a message we already have: acknowledge, deliver nothing. */
 		ack_publish(c, p, 0);
+		return 0;
+	}
+	if (!within_rate && p->qos && c->version == MOAT_MQTT_V5) {
+		/* Over max_message_rate/max_byte_rate: 5.0 can say so (the reads pause too). */
+		STAT_ADD(&w->stats, msgs_dropped, 1);
+		ack_publish(c, p, MOAT_RC_QUOTA_EXCEEDED);
 		return 0;
 	}
 	if (conf->message_size_limit && p->payload.len > conf->message_size_limit) {
@@ -123,7 +133,10 @@ static int h_publish(struct moat_conn *c, struct moat_mqtt_packet *pkt)
 	if (msg->retain && moat_retain_set(w->b->retain, msg) < 0)
 		moat_log(MOAT_LOG_LVL_WARNING, "retain_failed reason=\"out of memory\"");
 	n = publish_message(w, msg);
+	guard_topic(c, moat_msg_topic(msg), msg->topic_len, n == 0); /* the message's own copy */
 	moat_msg_unref(msg);
+	if (!n)
+		guard_event(c, MOAT_SEC_NO_SUBSCRIBER, NULL);
 	if (p->qos == 2 && session_qos2_add(c->session, p->packet_id) < 0) {
 		conn_close(c, "out of memory");
 		return -1;
@@ -206,6 +219,7 @@ static uint8_t subscribe_one(struct moat_conn *c, struct moat_slice f, uint8_t o
 		return c->version == MOAT_MQTT_V5 ? MOAT_RC_WILDCARD_SUBSCRIPTIONS_NOT_SUPPORTED : 0x80;
 	if (moat_mqtt_share_split(f.p, f.len, &g, &inner) != 1)
 		inner = f;
+	guard_topic(c, inner.p, inner.len, true);
 	if (!acl_allows(c, inner.p, inner.len, MOAT_ACL_SUBSCRIBE)) {
 		acl_denied(c, f.p, f.len, "subscribe");
 		return denied;

@@ -41,6 +41,9 @@
 #include "security/passwd.h"
 #include "security/pool.h"
 #include "security/scram.h"
+#include "security/ban.h"
+#include "security/bucket.h"
+#include "security/sentinel.h"
 #include "net/tls.h"
 #include "net/transport.h"
 
@@ -48,6 +51,7 @@
 #define MAX_WORKERS 64
 #define SESSION_NEVER_EXPIRES UINT32_MAX
 #define MOUNT_MAX 65535
+#define CLOSE_QUIET 255 /* close_kind: no security event (server shutdown) */
 
 struct moat_worker;
 struct moat_conn;
@@ -98,6 +102,7 @@ struct moat_listener {
 	int fds[4];
 	int nfds;
 	atomic_int connections;
+	int index;                      /* in the broker's listeners */
 	bool allow_anonymous;
 	pthread_mutex_t db_lock;
 	struct moat_authdb *db;         /* current; take with authdb_get */
@@ -126,6 +131,16 @@ struct moat_broker {
 	pthread_barrier_t stop_barrier;
 	struct moat_stats sys_stats;  /* the main thread's own ($SYS publishes) */
 	struct moat_pool *auth_pool;  /* password hashing, off the workers */
+	/* detection and response */
+	struct moat_bans *bans;
+	struct moat_audit *audit;
+	struct moat_sentinel *sentinel;
+	struct moat_sys *secsys;      /* $SYS/moat/security publisher (the sentinel's thread) */
+	atomic_bool bans_dirty;       /* a ban was placed: save the bans file */
+	pthread_mutex_t addr_lock;    /* the three below (guard.c) */
+	struct moat_map addr_counts;  /* host -> struct addr_count: connections per address */
+	struct moat_map addr_rates;   /* host -> struct rate_entry: new connections per address */
+	struct moat_bucket listener_rates[MOAT_CONFIG_MAX_LISTENERS]; /* max_accept_rate */
 };
 
 /* ---- deliveries: a message queued for or in flight to a session ---- */
@@ -265,6 +280,16 @@ struct moat_conn {
 	uint8_t *connack_auth;          /* SCRAM server-final-message for the CONNACK */
 	size_t connack_auth_len;
 	bool acl_required;              /* the listener has an ACL: no view means deny */
+	/* detection and rate limits */
+	char host[64];                  /* addr without the port: what bans and counts key on */
+	bool counted;                   /* counted in the broker's connections per address */
+	bool did_work;                  /* sent a PUBLISH or SUBSCRIBE (else idle after a time) */
+	bool idle_reported;
+	uint8_t close_kind;             /* the security event its close is (abnormal by default) */
+	struct moat_bucket msg_bucket, byte_bucket;
+	int64_t paused_until;           /* rate limited: no reading until then (monotonic ms) */
+	int64_t throttled_until;        /* the sentinel throttles it until then */
+	struct moat_map topics;         /* topics it used, to tell new ones (bounded) */
 	/* OCSP of the client certificate (listeners with ocsp_mode) */
 	uint64_t ocsp_key;
 	int64_t ocsp_checked_at;
@@ -274,7 +299,18 @@ struct moat_conn {
 
 /* ---- workers ---- */
 
-enum item_kind { IT_DELIVER, IT_ADOPT, IT_RECHECK, IT_OCSP, IT_AUTH, IT_REAUTH };
+enum item_kind { IT_DELIVER, IT_ADOPT, IT_RECHECK, IT_OCSP, IT_AUTH, IT_REAUTH, IT_KICK,
+		 IT_THROTTLE };
+
+/* A sentinel decision sent to a worker (IT_KICK, IT_THROTTLE): who, and why. */
+struct verdict {
+	char addr[64];        /* host without port, "" = any */
+	char client_id[256];  /* "" = any */
+	char username[256];   /* "" = any */
+	char why[128];
+	uint32_t seconds;     /* IT_THROTTLE */
+	uint8_t reason_code;  /* IT_KICK: the MQTT 5 DISCONNECT reason (0: 0x98) */
+};
 
 struct item {
 	uint8_t kind;
@@ -411,6 +447,20 @@ int connect_route(struct moat_conn *c, struct moat_mqtt_packet *p);
 /* publish.c */
 size_t publish_message(struct moat_worker *w, struct moat_msg *msg);
 void publish_will(struct moat_worker *w, struct moat_msg *will);
+
+/* guard.c: the broker's side of the sentinel */
+int guard_init(struct moat_broker *b, char *err, size_t errlen);
+void guard_free(struct moat_broker *b);
+void guard_event(struct moat_conn *c, enum moat_sec_kind kind, const char *reason);
+bool guard_accept(struct moat_worker *w, struct moat_listener *l, const struct sockaddr_storage *sa,
+		  const char *host);
+uint8_t guard_connect(struct moat_conn *c, const uint8_t *client_id, size_t n, const char **why);
+void guard_release(struct moat_broker *b, struct moat_conn *c);
+bool guard_publish(struct moat_conn *c, size_t bytes);
+void guard_topic(struct moat_conn *c, const uint8_t *topic, size_t n, bool probe);
+void guard_tick(struct moat_conn *c, int64_t now);
+void guard_verdict(struct moat_worker *w, int kind, struct verdict *v);
+void guard_save_bans(struct moat_broker *b);
 
 /* worker.c */
 struct moat_worker *worker_new(struct moat_broker *b, int index);

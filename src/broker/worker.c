@@ -48,6 +48,10 @@ static bool itemvec_push(struct itemvec *v, struct item it)
 
 static void item_drop(struct item *it)
 {
+	if (it->kind == IT_KICK || it->kind == IT_THROTTLE) {
+		free(it->job);
+		return;
+	}
 	if (it->kind == IT_RECHECK || it->kind == IT_OCSP || it->kind == IT_REAUTH ||
 	    it->kind == IT_AUTH)
 		return; /* an IT_AUTH is never dropped: worker_drain finishes it */
@@ -177,6 +181,10 @@ static void process_inbox(struct moat_loop *loop, void *arg)
 		}
 		if (it->kind == IT_REAUTH) {
 			reauth(w, &w->b->listeners[it->key]);
+			continue;
+		}
+		if (it->kind == IT_KICK || it->kind == IT_THROTTLE) {
+			guard_verdict(w, it->kind, it->job);
 			continue;
 		}
 		session_deliver(it->s, it->msg, it->qos, it->retain,
@@ -314,6 +322,8 @@ static void on_accept(struct moat_loop *loop, struct moat_io *io, unsigned event
 	for (i = 0; i < 64; i++) {
 		struct sockaddr_storage sa;
 		struct moat_transport *tr;
+		struct moat_conn *c;
+		char host[64];
 		socklen_t len = sizeof(sa);
 		int fd = accept4(io->fd, (struct sockaddr *)&sa, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
@@ -330,17 +340,19 @@ static void on_accept(struct moat_loop *loop, struct moat_io *io, unsigned event
 			}
 			return;
 		}
-		if (l->conf->max_connections >= 0 &&
-		    atomic_load(&l->connections) >= l->conf->max_connections) {
+		moat_sockaddr_host(&sa, host, sizeof(host));
+		if (!guard_accept(li->w, l, &sa, host)) {
 			close(fd);
 			continue;
 		}
 		atomic_fetch_add(&l->connections, 1);
 		tr = open_transport(l, fd, &sa);
-		if (!tr || !conn_new(li->w, tr, l, &sa)) {
+		if (!tr || !(c = conn_new(li->w, tr, l, &sa))) {
 			atomic_fetch_sub(&l->connections, 1);
 			moat_transport_free(tr);
+			continue;
 		}
+		c->counted = li->w->b->conf->max_connections_per_address != 0;
 	}
 }
 
@@ -355,6 +367,7 @@ static void close_all(struct moat_worker *w)
 			moat_loop_del(w->loop, &w->listen[i]->io);
 	while (w->conns) {
 		struct moat_conn *c = w->conns;
+		c->close_kind = CLOSE_QUIET; /* a shutdown is not an abnormal termination */
 		conn_disconnect(c, MOAT_RC_SERVER_SHUTTING_DOWN, "server shutting down");
 	}
 	before_sleep(w->loop, w);

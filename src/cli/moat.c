@@ -27,6 +27,7 @@ static const struct command commands[] = {
 	{"pub", moat_cmd_pub, "publish a message (mosquitto_pub's options)"},
 	{"sub", moat_cmd_sub, "subscribe and print messages (mosquitto_sub's options)"},
 	{"passwd", moat_cmd_passwd, "manage a password file (mosquitto_passwd's options)"},
+	{"audit", moat_cmd_audit, "audit log tools: verify its hash chain"},
 	{"help", cmd_help, "print this help"},
 	{"--version", cmd_version, "print the version (also -V)"},
 	{"-V", cmd_version, NULL},

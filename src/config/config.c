@@ -128,18 +128,27 @@ int moat_config_new_listener(struct moat_config *c, unsigned port, const char *a
 
 /* ---- the config as a value ---- */
 
+/* Every string the config owns outside its listeners, so free and copy cannot forget one. */
+#define GS(f) offsetof(struct moat_config, f)
+static const size_t global_strings[] = {
+	GS(auto_id_prefix), GS(pid_file), GS(user), GS(log_file), GS(log_timestamp_format),
+	GS(audit_log), GS(bans_file), GS(sentinel_allow),
+};
+#define N_GS (sizeof(global_strings) / sizeof(global_strings[0]))
+
+static char **gstr(struct moat_config *c, size_t i)
+{
+	return (char **)((char *)c + global_strings[i]);
+}
+
 static void free_globals(struct moat_config *c)
 {
-	free(c->auto_id_prefix);
-	free(c->pid_file);
-	free(c->user);
-	free(c->log_file);
-	free(c->log_timestamp_format);
-	c->auto_id_prefix = NULL;
-	c->pid_file = NULL;
-	c->user = NULL;
-	c->log_file = NULL;
-	c->log_timestamp_format = NULL;
+	size_t i;
+
+	for (i = 0; i < N_GS; i++) {
+		free(*gstr(c, i));
+		*gstr(c, i) = NULL;
+	}
 }
 
 void moat_config_free(struct moat_config *c)
@@ -160,17 +169,17 @@ static int copy_config(struct moat_config *dst, const struct moat_config *src)
 {
 	int i;
 
+	size_t k;
+
 	*dst = *src;
-	dst->auto_id_prefix = dst->pid_file = dst->user = NULL;
-	dst->log_file = dst->log_timestamp_format = NULL;
+	for (k = 0; k < N_GS; k++)
+		*gstr(dst, k) = NULL;
 	dst->n_listeners = 0;
 	if (copy_listener(&dst->defaults, &src->defaults))
 		return MOAT_ENOMEM;
-	if (copy_str(&dst->auto_id_prefix, src->auto_id_prefix) ||
-	    copy_str(&dst->pid_file, src->pid_file) || copy_str(&dst->user, src->user) ||
-	    copy_str(&dst->log_file, src->log_file) ||
-	    copy_str(&dst->log_timestamp_format, src->log_timestamp_format))
-		goto fail;
+	for (k = 0; k < N_GS; k++)
+		if (copy_str(gstr(dst, k), *gstr((struct moat_config *)src, k)))
+			goto fail;
 	for (i = 0; i < src->n_listeners; i++, dst->n_listeners++)
 		if (copy_listener(&dst->listeners[i], &src->listeners[i]))
 			goto fail;
@@ -274,6 +283,10 @@ void moat_config_defaults(struct moat_config *c)
 	c->defaults.socket_domain = MOAT_DOMAIN_ANY;
 	c->defaults.tls_version = 12;
 	c->auth_threads = 2;
+	c->sentinel = true;
+	c->audit_log_max_size = 100u << 20;
+	c->audit_log_keep = 5;
+	c->idle_timeout = 300;
 	c->defaults.tls_session_tickets = true;
 	c->defaults.ocsp_cache_seconds = 3600;
 	c->max_inflight_messages = 20;

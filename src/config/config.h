@@ -45,6 +45,24 @@ enum {
 	MOAT_LOG_ALL = 0xFF,
 };
 
+/*
+ * A detector's settings from `sentinel_<name> THRESHOLD WINDOW_S ACTION` or
+ * `sentinel_<name> off`; names and actions are src/security/sentinel.h's.
+ */
+#define MOAT_CONFIG_DETECTORS 13
+#define MOAT_CONFIG_BAN_STEPS 8
+
+struct moat_config_detector {
+	bool set;                 /* given in the file; otherwise the sentinel's default */
+	bool enabled;
+	uint32_t threshold;
+	uint32_t window_s;
+	uint8_t action;           /* 0 log, 1 disconnect, 2 throttle, 3 ban */
+};
+
+/* The detector names, in sentinel.h's order (index = enum moat_detector). */
+extern const char *const moat_config_detector_names[MOAT_CONFIG_DETECTORS];
+
 /* Settings a listener carries; the defaults block and each listener hold one. */
 struct moat_listener_conf {
 	char *address;            /* bind address or host; NULL = all addresses */
@@ -53,6 +71,7 @@ struct moat_listener_conf {
 	uint8_t socket_domain;    /* enum moat_socket_domain */
 	int allow_anonymous;      /* -1 unset (see moat_config_load), 0 false, 1 true */
 	int32_t max_connections;  /* -1 = unlimited */
+	uint32_t max_accept_rate; /* new connections per second, all addresses; 0 = no limit */
 	char *mount_point;        /* NULL = none */
 	const char *file;         /* where the listener line was (for messages) */
 	int line;
@@ -121,6 +140,23 @@ struct moat_config {
 	uint64_t memory_limit;           /* ceiling on queued/inflight message memory; 0 = none */
 	uint32_t max_subscriptions_per_client; /* 0 = unlimited */
 	uint32_t auth_threads;           /* password hashing threads; default 2 */
+
+	/* the sentinel: detection and response (moat's) */
+	bool sentinel;                   /* default true */
+	char *audit_log;                 /* NULL = no audit log */
+	uint64_t audit_log_max_size;     /* rotate past this; default 100 MiB; 0 = never */
+	uint32_t audit_log_keep;         /* rotated files kept; default 5 */
+	char *bans_file;                 /* bans that survive a restart; NULL = none */
+	struct moat_config_detector detectors[MOAT_CONFIG_DETECTORS];
+	uint32_t ban_steps[MOAT_CONFIG_BAN_STEPS]; /* seconds; n_ban_steps 0 = the default */
+	int n_ban_steps;
+	char *sentinel_allow;            /* allow-list, space-separated; NULL = loopback, "" = none */
+	uint32_t idle_timeout;           /* seconds without PUBLISH/SUBSCRIBE: an idle client; 0 off */
+	uint32_t max_connection_rate;    /* new connections per second per address; 0 = no limit */
+	uint32_t max_connections_per_address; /* 0 = no limit */
+	uint32_t max_message_rate;       /* PUBLISHes per second per client; 0 = no limit */
+	uint64_t max_byte_rate;          /* bytes per second per client; 0 = no limit */
+	bool lockdown;                   /* refuse every new client not on the allow-list */
 
 	/* process */
 	char *pid_file;

@@ -25,6 +25,7 @@
  */
 #include "config/internal.h"
 
+#include <arpa/inet.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,6 +45,9 @@ HANDLER(set_log_dest);
 HANDLER(set_log_type);
 HANDLER(set_include_dir);
 HANDLER(set_auth_methods);
+HANDLER(set_detector);
+HANDLER(set_ban_steps);
+HANDLER(set_sentinel_allow);
 
 static const struct moat_config_enum protocols[] = {
 	{ "mqtt", MOAT_PROTO_MQTT }, { "websockets", MOAT_PROTO_WEBSOCKETS }, { NULL, 0 }
@@ -87,6 +91,7 @@ const struct moat_config_directive moat_config_directives[] = {
 	{ R("log_timestamp", BOOL, RELOAD), G(log_timestamp) },
 	{ R("log_timestamp_format", STRING, RELOAD), G(log_timestamp_format) },
 	{ R("log_type", CUSTOM, RELOAD), G(log_type), .set = set_log_type },
+	{ R("max_accept_rate", UINT, LISTENER), L(max_accept_rate), .max = 1000000 },
 	{ R("max_connections", INT, LISTENER), L(max_connections), .min = -1, .max = INT32_MAX },
 	{ R("max_inflight_bytes", BYTES, RELOAD), G(max_inflight_bytes), .max = UINT64_MAX },
 	{ R("max_inflight_messages", UINT, RELOAD), G(max_inflight_messages), .max = 65535 },
@@ -141,6 +146,33 @@ const struct moat_config_directive moat_config_directives[] = {
 	{ R("use_identity_as_username", BOOL, LISTENER), L(use_identity_as_username) },
 	{ R("use_san_as_username", BOOL, LISTENER | OWN), L(use_san_as_username) },
 	{ R("use_subject_as_username", BOOL, LISTENER), L(use_subject_as_username) },
+	{ R("audit_log", STRING, OWN), G(audit_log) },
+	{ R("audit_log_keep", UINT, OWN), G(audit_log_keep), .min = 1, .max = 99 },
+	{ R("audit_log_max_size", BYTES, OWN), G(audit_log_max_size), .max = UINT64_MAX },
+	{ R("bans_file", STRING, OWN), G(bans_file) },
+	{ R("client_idle_timeout", UINT, RELOAD | OWN), G(idle_timeout), .max = 604800 },
+	{ R("lockdown", BOOL, RELOAD | OWN), G(lockdown) },
+	{ R("max_byte_rate", BYTES, RELOAD | OWN), G(max_byte_rate), .max = UINT64_MAX },
+	{ R("max_connection_rate", UINT, RELOAD | OWN), G(max_connection_rate), .max = 1000000 },
+	{ R("max_connections_per_address", UINT, RELOAD | OWN), G(max_connections_per_address),
+	  .max = UINT32_MAX },
+	{ R("max_message_rate", UINT, RELOAD | OWN), G(max_message_rate), .max = 100000000 },
+	{ R("sentinel", BOOL, OWN), G(sentinel) },
+	{ R("sentinel_abnormal_close", CUSTOM, OWN), .set = set_detector },
+	{ R("sentinel_acl_denials", CUSTOM, OWN), .set = set_detector },
+	{ R("sentinel_allow", CUSTOM, OWN), .set = set_sentinel_allow },
+	{ R("sentinel_auth_fail_addr", CUSTOM, OWN), .set = set_detector },
+	{ R("sentinel_auth_fail_clientid", CUSTOM, OWN), .set = set_detector },
+	{ R("sentinel_auth_fail_user", CUSTOM, OWN), .set = set_detector },
+	{ R("sentinel_ban_steps", CUSTOM, OWN), .set = set_ban_steps },
+	{ R("sentinel_connect_rate", CUSTOM, OWN), .set = set_detector },
+	{ R("sentinel_flapping", CUSTOM, OWN), .set = set_detector },
+	{ R("sentinel_idle", CUSTOM, OWN), .set = set_detector },
+	{ R("sentinel_publish_flood", CUSTOM, OWN), .set = set_detector },
+	{ R("sentinel_slowloris", CUSTOM, OWN), .set = set_detector },
+	{ R("sentinel_topic_scan", CUSTOM, OWN), .set = set_detector },
+	{ R("sentinel_undeliverable", CUSTOM, OWN), .set = set_detector },
+	{ R("sentinel_violations", CUSTOM, OWN), .set = set_detector },
 	{ R("acl_file", STRING, LISTENER), L(acl_file) },
 	{ R("auth_methods", CUSTOM, LISTENER | OWN), L(auth_methods), .set = set_auth_methods },
 	{ R("auth_rehash", BOOL, LISTENER | OWN), L(auth_rehash) },
@@ -707,6 +739,144 @@ static int set_log_type(struct moat_config_parser *p, const struct moat_config_d
 		p->c->log_type = e->value;
 	else
 		p->c->log_type |= e->value;
+	return 0;
+}
+
+/* ---- the sentinel's directives ---- */
+
+const char *const moat_config_detector_names[MOAT_CONFIG_DETECTORS] = {
+	"connect_rate", "auth_fail_addr", "auth_fail_user", "auth_fail_clientid", "abnormal_close",
+	"flapping",	"topic_scan",	  "acl_denials",    "undeliverable",	  "idle",
+	"slowloris",	"violations",	  "publish_flood",
+};
+
+static const struct moat_config_enum actions[] = {
+	{ "log", 0 }, { "disconnect", 1 }, { "throttle", 2 }, { "ban", 3 }, { NULL, 0 }
+};
+
+/* Reads one positive integer word from *rest into *out (1..max). */
+static int word_uint(struct moat_config_parser *p, const char *name, char **rest, const char *what,
+		     uint64_t max, uint32_t *out)
+{
+	char *w = moat_config_lex_word(rest), q[72];
+	uint64_t v;
+	bool neg;
+
+	if (!w)
+		return fail(p, MOAT_ECONFIG, "%s: missing %s", name, what);
+	if (moat_config_lex_number(w, &neg, &v) != MOAT_LEX_OK || neg || v < 1 || v > max)
+		return fail(p, MOAT_ECONFIG, "%s: %s '%s' is not 1..%llu", name, what,
+			    shown(q, sizeof(q), w), (unsigned long long)max);
+	*out = (uint32_t)v;
+	return 0;
+}
+
+/* sentinel_NAME THRESHOLD WINDOW_SECONDS ACTION, or sentinel_NAME off. */
+HANDLER(set_detector)
+{
+	struct moat_config_detector *det = NULL;
+	const struct moat_config_enum *a;
+	char *rest = v, *w, q[72], list[64];
+	int i;
+
+	for (i = 0; i < MOAT_CONFIG_DETECTORS; i++)
+		if (strcmp(d->name + strlen("sentinel_"), moat_config_detector_names[i]) == 0)
+			det = &p->c->detectors[i];
+	if (!det)
+		return fail(p, MOAT_ECONFIG, "%s: unknown detector", d->name);
+	det->set = true;
+	if (strcmp(v, "off") == 0) {
+		det->enabled = false;
+		return 0;
+	}
+	if (word_uint(p, d->name, &rest, "threshold", 1000000000, &det->threshold) ||
+	    word_uint(p, d->name, &rest, "window", 604800, &det->window_s))
+		return MOAT_ECONFIG;
+	if (!(w = moat_config_lex_word(&rest)))
+		return fail(p, MOAT_ECONFIG, "%s: missing action (%s)", d->name,
+			    enum_list(list, sizeof(list), actions));
+	if (!(a = find_name(actions, w)))
+		return fail(p, MOAT_ECONFIG, "%s: action '%s' is not one of %s (or give 'off')",
+			    d->name, shown(q, sizeof(q), w), enum_list(list, sizeof(list), actions));
+	if (*rest)
+		return fail(p, MOAT_ECONFIG, "%s: extra value '%s'", d->name, shown(q, sizeof(q), rest));
+	det->action = (uint8_t)a->value;
+	det->enabled = true;
+	return 0;
+}
+
+/* sentinel_ban_steps SECONDS...: the ban durations for a 1st, 2nd, ... offence. */
+HANDLER(set_ban_steps)
+{
+	char *rest = v;
+	int n = 0;
+
+	(void)d;
+	while (*rest) {
+		if (n == MOAT_CONFIG_BAN_STEPS)
+			return fail(p, MOAT_ECONFIG, "sentinel_ban_steps: at most %d steps",
+				    MOAT_CONFIG_BAN_STEPS);
+		if (word_uint(p, "sentinel_ban_steps", &rest, "duration", 31536000,
+			      &p->c->ban_steps[n++]))
+			return MOAT_ECONFIG;
+	}
+	if (n == 0)
+		return fail(p, MOAT_ECONFIG, "sentinel_ban_steps: missing value");
+	p->c->n_ban_steps = n;
+	return 0;
+}
+
+/* True if s is an IPv4/IPv6 address, with an optional /prefix in range. */
+static bool cidr_ok(const char *s)
+{
+	char addr[64], *slash;
+	unsigned char buf[16];
+	bool v6 = strchr(s, ':') != NULL;
+	uint64_t bits;
+	bool neg;
+
+	if (strlen(s) >= sizeof(addr))
+		return false;
+	strcpy(addr, s);
+	slash = strchr(addr, '/');
+	if (slash) {
+		*slash++ = 0;
+		if (moat_config_lex_number(slash, &neg, &bits) != MOAT_LEX_OK || neg ||
+		    bits > (v6 ? 128u : 32u))
+			return false;
+	}
+	return inet_pton(v6 ? AF_INET6 : AF_INET, addr, buf) == 1;
+}
+
+/*
+ * sentinel_allow ENTRY...: CIDRs, clientid:ID, username:NAME; accumulates.
+ * Unset, the list is loopback (127.0.0.0/8, ::1); "none" empties it.
+ */
+HANDLER(set_sentinel_allow)
+{
+	char *rest = v, *w, q[72], *joined;
+	size_t old;
+
+	(void)d;
+	while ((w = moat_config_lex_word(&rest))) {
+		if (strcmp(w, "none") == 0) {
+			if (!p->c->sentinel_allow && !(p->c->sentinel_allow = calloc(1, 1)))
+				return nomem(p);
+			continue;
+		}
+		bool named = strncmp(w, "clientid:", 9) == 0 || strncmp(w, "username:", 9) == 0;
+		if ((named && !w[9]) || (!named && !cidr_ok(w)))
+			return fail(p, MOAT_ECONFIG, "sentinel_allow: '%s' is not an address, a CIDR, "
+					"clientid:ID or username:NAME", shown(q, sizeof(q), w));
+		old = p->c->sentinel_allow ? strlen(p->c->sentinel_allow) : 0;
+		joined = realloc(p->c->sentinel_allow, old + strlen(w) + 2);
+		if (!joined)
+			return nomem(p);
+		if (old)
+			joined[old++] = ' ';
+		strcpy(joined + old, w);
+		p->c->sentinel_allow = joined;
+	}
 	return 0;
 }
 

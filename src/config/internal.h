@@ -158,7 +158,7 @@ struct moat_config_directive {
 		   char *value);
 };
 
-#define MOAT_CONFIG_MAX_DIRECTIVES 96 /* bound on the table's size, checked at build time */
+#define MOAT_CONFIG_MAX_DIRECTIVES 128 /* bound on the table's size, checked at build time */
 
 extern const struct moat_config_directive moat_config_directives[];
 extern const size_t moat_config_n_directives;

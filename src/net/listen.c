@@ -119,3 +119,17 @@ void moat_sockaddr_format(const struct sockaddr_storage *sa, char *out, size_t c
 		snprintf(out, cap, "unix");
 	}
 }
+
+void moat_sockaddr_host(const struct sockaddr_storage *sa, char *out, size_t cap)
+{
+	if (sa->ss_family == AF_INET) {
+		if (!inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, out, (socklen_t)cap))
+			snprintf(out, cap, "?");
+	} else if (sa->ss_family == AF_INET6) {
+		if (!inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, out,
+			       (socklen_t)cap))
+			snprintf(out, cap, "?");
+	} else {
+		snprintf(out, cap, "unix");
+	}
+}

@@ -28,4 +28,7 @@ struct sockaddr_storage;
 /* Writes "a.b.c.d:port", "[v6]:port" or "unix" for sa into out. */
 void moat_sockaddr_format(const struct sockaddr_storage *sa, char *out, size_t cap);
 
+/* Writes the address alone ("a.b.c.d", "v6", "unix"): what bans and counts key on. */
+void moat_sockaddr_host(const struct sockaddr_storage *sa, char *out, size_t cap);
+
 #endif

@@ -25,6 +25,22 @@ static const char *const names[MOAT_SEC_KIND_COUNT] = {
 	[MOAT_SEC_CREDENTIAL_REVOKED] = "credential_revoked",
 	[MOAT_SEC_PROTOCOL_VIOLATION] = "protocol_violation",
 	[MOAT_SEC_RELOAD] = "reload",
+	[MOAT_SEC_CONNECTION_OPENED] = "connection_opened",
+	[MOAT_SEC_CONNECTION_REFUSED] = "connection_refused",
+	[MOAT_SEC_ABNORMAL_CLOSE] = "abnormal_close",
+	[MOAT_SEC_KEEPALIVE_TIMEOUT] = "keepalive_timeout",
+	[MOAT_SEC_CONNECT_TIMEOUT] = "connect_timeout",
+	[MOAT_SEC_PACKET_TOO_LARGE] = "packet_too_large",
+	[MOAT_SEC_NO_SUBSCRIBER] = "no_subscriber",
+	[MOAT_SEC_NEW_TOPIC] = "new_topic",
+	[MOAT_SEC_IDLE_CLIENT] = "idle_client",
+	[MOAT_SEC_RATE_LIMITED] = "rate_limited",
+	[MOAT_SEC_BAN_HIT] = "ban_hit",
+	[MOAT_SEC_BANNED] = "banned",
+	[MOAT_SEC_KICKED] = "kicked",
+	[MOAT_SEC_AVAILABILITY] = "availability",
+	[MOAT_SEC_DETECTION] = "detection",
+	[MOAT_SEC_LOCKDOWN] = "lockdown",
 };
 
 const char *moat_sec_kind_name(enum moat_sec_kind k)
@@ -54,10 +70,26 @@ static const char *q(char *buf, unsigned cap, const char *s)
 	return moat_log_quote(buf, cap, s, (unsigned)strlen(s));
 }
 
+/* Routine events log at debug or info; what an operator must see, at notice. */
+static enum moat_log_level level(enum moat_sec_kind k)
+{
+	switch (k) {
+	case MOAT_SEC_CONNECTION_OPENED:
+	case MOAT_SEC_NEW_TOPIC:
+	case MOAT_SEC_NO_SUBSCRIBER:
+		return MOAT_LOG_LVL_DEBUG;
+	case MOAT_SEC_AUTH_SUCCESS:
+	case MOAT_SEC_ABNORMAL_CLOSE:
+	case MOAT_SEC_IDLE_CLIENT:
+		return MOAT_LOG_LVL_INFO;
+	default:
+		return MOAT_LOG_LVL_NOTICE;
+	}
+}
+
 void moat_sec_emit(const struct moat_sec_event *e)
 {
-	enum moat_log_level lvl = e->kind == MOAT_SEC_AUTH_SUCCESS ? MOAT_LOG_LVL_INFO
-								   : MOAT_LOG_LVL_NOTICE;
+	enum moat_log_level lvl = level(e->kind);
 	char id[160], user[160], topic[300];
 	int i;
 

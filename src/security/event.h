@@ -19,8 +19,24 @@ enum moat_sec_kind {
 	MOAT_SEC_ACL_DENIED,        /* publish, subscribe, will or delivery refused */
 	MOAT_SEC_CERT_REVOKED,      /* a live session lost its certificate (CRL, OCSP) */
 	MOAT_SEC_CREDENTIAL_REVOKED,/* a live session lost its password or user on reload */
-	MOAT_SEC_PROTOCOL_VIOLATION,
-	MOAT_SEC_RELOAD,
+	MOAT_SEC_PROTOCOL_VIOLATION,/* a malformed or forbidden packet closed the connection */
+	MOAT_SEC_RELOAD,            /* the configuration was reloaded */
+	MOAT_SEC_CONNECTION_OPENED, /* a socket was accepted */
+	MOAT_SEC_CONNECTION_REFUSED,/* refused at accept: ban, rate limit, lockdown, listener full */
+	MOAT_SEC_ABNORMAL_CLOSE,    /* a session ended without DISCONNECT (not keepalive) */
+	MOAT_SEC_KEEPALIVE_TIMEOUT, /* a client went silent past 1.5 x its keepalive */
+	MOAT_SEC_CONNECT_TIMEOUT,   /* no CONNECT (or TLS handshake) in time: slowloris */
+	MOAT_SEC_PACKET_TOO_LARGE,  /* a packet over the limit */
+	MOAT_SEC_NO_SUBSCRIBER,     /* a PUBLISH no one receives */
+	MOAT_SEC_NEW_TOPIC,         /* a topic new for the client; value 1 if a probe (see guard_topic) */
+	MOAT_SEC_IDLE_CLIENT,       /* connected, but no PUBLISH or SUBSCRIBE within idle time */
+	MOAT_SEC_RATE_LIMITED,      /* a rate limit was hit (reason says which) */
+	MOAT_SEC_BAN_HIT,           /* a banned address, client id or user tried */
+	MOAT_SEC_BANNED,            /* a ban was placed (reason: by whom and why) */
+	MOAT_SEC_KICKED,            /* a client was disconnected by the sentinel or an admin */
+	MOAT_SEC_AVAILABILITY,      /* a steadily connected client went missing */
+	MOAT_SEC_DETECTION,         /* a detector's threshold was crossed (reason: which) */
+	MOAT_SEC_LOCKDOWN,          /* lockdown switched on or off */
 	MOAT_SEC_KIND_COUNT
 };
 
@@ -33,6 +49,8 @@ struct moat_sec_event {
 	const char *reason;     /* for failures and denials */
 	const char *topic;      /* for ACL events */
 	const char *access;     /* "publish", "subscribe", "receive", "will" */
+	uint16_t port;          /* the listener's port, 0 if none */
+	int64_t value;          /* a count or size the kind gives meaning to, else 0 */
 };
 
 typedef void (*moat_sec_sink)(void *ctx, const struct moat_sec_event *e);

@@ -1259,7 +1259,7 @@ def test_slowloris_handshake(shared, pki):
         assert closed, "a slowloris handshake was not closed"
         assert i < len(hello) - 1, "the whole ClientHello went through"
         assert time.time() - start < 20
-        addr_line(shared, s, "connect_timeout")
+        addr_line(shared, s, "security kind=connect_timeout")
         assert idle.wait_closed(10)[0], "a TLS connection without CONNECT stayed open"
     finally:
         s.close()
