@@ -267,6 +267,83 @@ static void test_moat_directives(void **state)
 	assert_int_equal(c->max_subscriptions_per_client, 100);
 }
 
+/* The sentinel's directives: values, defaults, and each refusal with its reason. */
+static void test_sentinel_directives(void **state)
+{
+	struct moat_config *c = *state;
+	const struct moat_config_detector *d;
+
+	assert_true(c->sentinel);
+	assert_null(c->sentinel_allow); /* unset: the broker allow-lists loopback */
+	assert_int_equal(c->idle_timeout, 300);
+	for (int i = 0; i < MOAT_CONFIG_DETECTORS; i++)
+		assert_false(c->detectors[i].set);
+	ok(c, "sentinel true\naudit_log /var/log/moat/audit.log\naudit_log_max_size 10485760\n"
+	      "audit_log_keep 9\nbans_file /var/lib/moat/bans\n"
+	      "sentinel_auth_fail_addr 5 30 ban\nsentinel_topic_scan off\n"
+	      "sentinel_publish_flood 3 10 throttle\nsentinel_ban_steps 60 600 3600\n"
+	      "sentinel_allow 10.0.0.0/8 2001:db8::/32\nsentinel_allow clientid:ops username:admin\n"
+	      "client_idle_timeout 0\nmax_connection_rate 20\nmax_connections_per_address 50\n"
+	      "max_message_rate 100\nmax_byte_rate 1048576\nlockdown false\n");
+	assert_string_equal(c->audit_log, "/var/log/moat/audit.log");
+	assert_int_equal(c->audit_log_max_size, 10u << 20);
+	assert_int_equal(c->audit_log_keep, 9);
+	assert_string_equal(c->bans_file, "/var/lib/moat/bans");
+	d = &c->detectors[1]; /* auth_fail_addr */
+	assert_string_equal(moat_config_detector_names[1], "auth_fail_addr");
+	assert_true(d->set && d->enabled);
+	assert_int_equal(d->threshold, 5);
+	assert_int_equal(d->window_s, 30);
+	assert_int_equal(d->action, 3);
+	assert_true(c->detectors[6].set && !c->detectors[6].enabled); /* topic_scan off */
+	assert_string_equal(moat_config_detector_names[12], "publish_flood");
+	assert_int_equal(c->detectors[12].action, 2);
+	assert_int_equal(c->n_ban_steps, 3);
+	assert_int_equal(c->ban_steps[2], 3600);
+	assert_string_equal(c->sentinel_allow,
+			    "10.0.0.0/8 2001:db8::/32 clientid:ops username:admin");
+	assert_int_equal(c->idle_timeout, 0);
+	assert_int_equal(c->max_connection_rate, 20);
+	assert_int_equal(c->max_connections_per_address, 50);
+	assert_int_equal(c->max_message_rate, 100);
+	assert_int_equal(c->max_byte_rate, 1u << 20);
+	assert_false(c->lockdown);
+
+	refused("sentinel_auth_fail_addr 5 30 punish\n",
+		"t.conf:1: sentinel_auth_fail_addr: action 'punish' is not one of log, disconnect, "
+		"throttle, ban (or give 'off')");
+	refused("sentinel_auth_fail_addr 5 30\n",
+		"t.conf:1: sentinel_auth_fail_addr: missing action (log, disconnect, throttle, ban)");
+	refused("sentinel_auth_fail_addr 0 30 ban\n",
+		"t.conf:1: sentinel_auth_fail_addr: threshold '0' is not 1..1000000000");
+	refused("sentinel_flapping 5\n", "t.conf:1: sentinel_flapping: missing window");
+	refused("sentinel_flapping 5 60 ban extra\n",
+		"t.conf:1: sentinel_flapping: extra value 'extra'");
+	refused("sentinel_nosuch 5 60 ban\n", "t.conf:1: unknown directive 'sentinel_nosuch'");
+	refused("sentinel_ban_steps 60 0\n",
+		"t.conf:1: sentinel_ban_steps: duration '0' is not 1..31536000");
+	refused("sentinel_ban_steps 1 2 3 4 5 6 7 8 9\n", "t.conf:1: sentinel_ban_steps: at most 8 steps");
+	refused("sentinel_allow 10.0.0.0/33\n",
+		"t.conf:1: sentinel_allow: '10.0.0.0/33' is not an address, a CIDR, clientid:ID or "
+		"username:NAME");
+	refused("sentinel_allow clientid:\n",
+		"t.conf:1: sentinel_allow: 'clientid:' is not an address, a CIDR, clientid:ID or "
+		"username:NAME");
+	refused("audit_log_keep 0\n", "t.conf:1: audit_log_keep: 0 is out of bounds (1..99)");
+}
+
+/* "sentinel_allow none" empties the list (no loopback default); entries after it add up. */
+static void test_sentinel_allow_none(void **state)
+{
+	struct moat_config *c = *state;
+
+	ok(c, "sentinel_allow none\n");
+	assert_non_null(c->sentinel_allow);
+	assert_string_equal(c->sentinel_allow, "");
+	ok(c, "sentinel_allow 192.0.2.1\n");
+	assert_string_equal(c->sentinel_allow, "192.0.2.1");
+}
+
 static void test_process_directives(void **state)
 {
 	struct moat_config *c = *state;
@@ -1260,7 +1337,9 @@ int main(void)
 		T(test_blanks_and_crlf),
 		T(test_session_directives),
 		T(test_moat_directives),
-		T(test_process_directives),
+	T(test_sentinel_directives),
+	T(test_sentinel_allow_none),
+	T(test_process_directives),
 		T(test_listener_directives),
 		T(test_durations),
 		T(test_bounds),
