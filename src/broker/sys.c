@@ -154,6 +154,17 @@ void moat_sys_publish(struct moat_sys *sys)
 	put(sys, "$SYS/broker/subscriptions/count", "%zu", moat_subs_count(b->subs));
 	put(sys, "$SYS/broker/retained messages/count", "%zu", moat_retain_count(b->retain));
 	put(sys, "$SYS/broker/heap/current", "%zu", moat_mem_used(&b->msg_mem) + moat_mem_used(&b->conn_mem));
+	/* the sentinel's counters: every event kind, the bans in force, events it could not take */
+	for (int k = 0; k < MOAT_SEC_KIND_COUNT; k++) {
+		char topic[96];
+		snprintf(topic, sizeof(topic), "$SYS/moat/events/%s", moat_sec_kind_name(k));
+		put(sys, topic, "%llu", (unsigned long long)moat_sec_count(k));
+	}
+	if (b->bans)
+		put(sys, "$SYS/moat/bans/count", "%zu", moat_bans_count(b->bans, now));
+	if (b->sentinel)
+		put(sys, "$SYS/moat/sentinel/dropped", "%llu",
+		    (unsigned long long)moat_sentinel_dropped(b->sentinel));
 	loads(sys, &t, (double)(now - sys->last_ms) / 1000.0);
 	sys->last_ms = now;
 }

@@ -62,6 +62,7 @@
 #define WIN_BUCKETS 10
 #define TICK_MS 1000
 #define TRUST_START 50
+#define TRUST_LOW 20   /* at or below, a repeat offence climbs two ban steps */
 #define TRUST_QUIET_MS (10 * 60 * 1000) /* one point back per 10 minutes without trouble */
 
 _Static_assert(MOAT_SEC_KIND_COUNT <= 32, "event kinds must fit a 32-bit mask");
@@ -626,6 +627,24 @@ int moat_sentinel_trust(struct moat_sentinel *s, const char *addr, const char *c
 	return score;
 }
 
+/* The trust of the address or client id a key names; TRUST_START for other keys or strangers. */
+static int key_trust(struct moat_sentinel *s, const struct key *k, int64_t now)
+{
+	struct lru *l = k->type == KEY_ADDR ? &s->trust_addr :
+			k->type == KEY_CLIENTID ? &s->trust_cid : NULL;
+	struct ent *e;
+	int64_t unused;
+	int score = TRUST_START;
+
+	if (!l)
+		return score;
+	pthread_mutex_lock(&s->trust_lock);
+	if ((e = lru_find(l, k->h)))
+		score = trust_at(e, now, &unused);
+	pthread_mutex_unlock(&s->trust_lock);
+	return score;
+}
+
 /* ---- delivering an event ---- */
 
 /* The audit line and the $SYS publication. */
@@ -736,15 +755,18 @@ static void act_ban(struct moat_sentinel *s, const struct hit *h)
 {
 	uint32_t nth, secs;
 	char reason[200];
-	int rc;
+	int rc, trust;
 
 	if (!s->bans) {
 		disconnect(s, h);
 		return;
 	}
 	nth = offence(s, h->k, h->v->now);
-	secs = ban_seconds(&s->c, nth);
-	snprintf(reason, sizeof(reason), "%s; offence %u, %u s", h->why, nth, secs);
+	trust = key_trust(s, h->k, h->v->now);
+	/* A repeat offender that has not earned any trust back since climbs two
+	 * steps: one that behaved for hours between offences climbs one. */
+	secs = ban_seconds(&s->c, nth >= 2 && trust <= TRUST_LOW ? nth + 1 : nth);
+	snprintf(reason, sizeof(reason), "%s; offence %u, trust %d, %u s", h->why, nth, trust, secs);
 	rc = moat_bans_add(s->bans, ban_kinds[h->k->type], h->k->text,
 			   h->v->now + (int64_t)secs * 1000, reason);
 	if (rc) {

@@ -254,3 +254,24 @@ def test_listener_accept_rate(flood_broker):
     r.send(connect_packet("after", version=4))
     assert r.recv_packet(timeout=3)[0] == 0x20
     r.close()
+
+
+def test_sys_counts_security_events(flood_broker):
+    """$SYS/moat/events/<kind> counts every event of the kind; $SYS/moat/bans/count the
+    bans in force (here one, placed by the violations detector)."""
+    b = flood_broker("sys_interval 1\nsentinel_violations 1 60 ban\nsentinel_ban_steps 30\n")
+    r = raw_from(b.port)
+    r.send(b"\x10\x00")  # a CONNECT with no body: a protocol violation
+    assert r.closed()
+    seen = {}
+    sub = mqtt.Client(client_id="sys-watch", protocol=mqtt.MQTTv311)
+    sub.on_message = lambda c, u, m: seen.__setitem__(m.topic, int(m.payload))
+    sub.connect("127.0.0.1", b.port)
+    sub.loop_start()
+    sub.subscribe([("$SYS/moat/events/#", 0), ("$SYS/moat/bans/count", 0)])
+    assert wait_for(lambda: seen.get("$SYS/moat/events/banned", 0) >= 1, 10), seen
+    assert seen.get("$SYS/moat/events/protocol_violation", 0) >= 1, seen
+    assert wait_for(lambda: seen.get("$SYS/moat/bans/count") == 1, 5), seen
+    assert "$SYS/moat/events/auth_success" in seen
+    sub.disconnect()
+    sub.loop_stop()

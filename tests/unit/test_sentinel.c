@@ -567,7 +567,9 @@ static void brute(struct moat_sentinel *s, const char *addr, int64_t t)
 
 static void test_ban_escalation(void **state)
 {
-	static const int64_t expect[] = { 60, 600, 3600, 86400, 86400 };
+	/* two hours apart the trust is still low (it comes back a point per 10 min):
+	 * each repeat climbs two steps */
+	static const int64_t expect[] = { 60, 3600, 86400, 86400, 86400 };
 	struct moat_sentinel *s = manual(NULL);
 	struct moat_ban_info info;
 	const struct published *p = NULL;
@@ -593,6 +595,11 @@ static void test_ban_escalation(void **state)
 	brute(s, "192.0.2.10:1", t + 100);
 	assert_int_equal(npub(MOAT_SEC_BANNED, &p), 7);
 	assert_int_equal(p->value, 60);
+	/* ... and after 20 hours of good conduct its trust is back: one step, not two */
+	brute(s, "192.0.2.10:1", t + 20 * 3600 * 1000);
+	assert_int_equal(npub(MOAT_SEC_BANNED, &p), 8);
+	assert_int_equal(p->value, 600);
+	assert_non_null(strstr(p->reason, "offence 2, trust "));
 	done(s);
 }
 
