@@ -180,6 +180,7 @@ static void sentinel_conf(const struct moat_config *c, struct moat_sentinel_conf
 			sc->det[i].action = d->action;
 		}
 	}
+	sc->availability_min_s = c->availability_s;
 	if (c->n_ban_steps) {
 		sc->n_ban_steps = c->n_ban_steps;
 		for (i = 0; i < c->n_ban_steps; i++)

@@ -164,6 +164,7 @@ const struct moat_config_directive moat_config_directives[] = {
 	{ R("sentinel_auth_fail_addr", CUSTOM, OWN), .set = set_detector },
 	{ R("sentinel_auth_fail_clientid", CUSTOM, OWN), .set = set_detector },
 	{ R("sentinel_auth_fail_user", CUSTOM, OWN), .set = set_detector },
+	{ R("sentinel_availability", UINT, OWN), G(availability_s), .max = 604800 },
 	{ R("sentinel_ban_steps", CUSTOM, OWN), .set = set_ban_steps },
 	{ R("sentinel_connect_rate", CUSTOM, OWN), .set = set_detector },
 	{ R("sentinel_flapping", CUSTOM, OWN), .set = set_detector },

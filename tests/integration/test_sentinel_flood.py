@@ -15,112 +15,16 @@ Covers:
   - max_byte_rate alone slows a client sending big payloads;
   - max_accept_rate: a listener's new connections per second, all addresses together.
 """
-import json
-import os
-import socket
 import threading
 import time
 
 import paho.mqtt.client as mqtt
-import pytest
 
-from moatlib import Broker, connect_packet, publish_packet, subscribe_packet, Raw
+from moatlib import Raw, connect_packet, publish_packet
+from sentinellib import ATTACKER, Bystander, audit_has, sentinel_broker, raw_from, wait_for  # noqa: F401
 
-ATTACKER = "127.0.0.2"
-
-
-def wait_for(cond, timeout=10, step=0.05):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = cond()
-        if v:
-            return v
-        time.sleep(step)
-    return cond()
-
-
-def audit_lines(path):
-    if not os.path.exists(path):
-        return []
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
-def audit_has(path, kind, contains=""):
-    return [e for e in audit_lines(path)
-            if e.get("kind") == kind and contains in json.dumps(e)]
-
-
-@pytest.fixture
-def flood_broker(tmp_path):
-    made = []
-
-    def make(config):
-        audit = str(tmp_path / "audit.log")
-        b = Broker(config="sentinel_allow 127.0.0.1\naudit_log %s\n%s" % (audit, config))
-        b.audit = audit
-        made.append(b)
-        return b
-
-    yield make
-    for b in made:
-        rc = b.stop()
-        b.check_clean()
-        assert rc == 0, b.output()[-3000:]
-
-
-class Bystander:
-    """A subscriber and a publisher on 127.0.0.1 exchanging a numbered QoS 1 sequence."""
-
-    def __init__(self, port, topic="plant/status", rate=5):
-        self.topic, self.rate, self.port = topic, rate, port
-        self.got = []
-        self.sent = 0
-        self.stop_flag = threading.Event()
-        self.sub = mqtt.Client(client_id="bystander-sub", protocol=mqtt.MQTTv311)
-        self.sub.on_message = lambda c, u, m: self.got.append(int(m.payload))
-        subscribed = threading.Event()
-        self.sub.on_subscribe = lambda *a: subscribed.set()
-        self.sub.connect("127.0.0.1", port)
-        self.sub.loop_start()
-        self.sub.subscribe(topic, qos=1)
-        assert subscribed.wait(5)
-        self.pub = mqtt.Client(client_id="bystander-pub", protocol=mqtt.MQTTv311)
-        self.pub.connect("127.0.0.1", port)
-        self.pub.loop_start()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self):
-        while not self.stop_flag.is_set():
-            self.pub.publish(self.topic, str(self.sent), qos=1).wait_for_publish(5)
-            self.sent += 1
-            time.sleep(1.0 / self.rate)
-
-    def finish(self):
-        self.stop_flag.set()
-        self.thread.join(10)
-        assert wait_for(lambda: len(self.got) >= self.sent, 10), (self.sent, len(self.got))
-        assert sorted(set(self.got)) == list(range(self.sent)), "bystander lost messages"
-        assert self.sent > 5
-        for c in (self.pub, self.sub):
-            c.disconnect()
-            c.loop_stop()
-
-
-def raw_from(port, source=ATTACKER):
-    """A Raw connection whose socket is bound to source first."""
-    r = Raw.__new__(Raw)
-    r.s = socket.socket()
-    r.s.bind((source, 0))
-    r.s.settimeout(5)
-    r.s.connect(("127.0.0.1", port))
-    r.buf = b""
-    return r
-
-
-def test_v5_qos1_flood_gets_0x97_then_0x96(flood_broker):
-    b = flood_broker("max_message_rate 20\nsentinel_publish_flood 3 30 disconnect\n")
+def test_v5_qos1_flood_gets_0x97_then_0x96(sentinel_broker):
+    b = sentinel_broker("max_message_rate 20\nsentinel_publish_flood 3 30 disconnect\n")
     by = Bystander(b.port)
     r = raw_from(b.port)
     r.send(connect_packet("flooder", version=5))
@@ -170,8 +74,8 @@ def test_v5_qos1_flood_gets_0x97_then_0x96(flood_broker):
     by.finish()
 
 
-def test_v311_qos0_flood_is_slowed_not_dropped(flood_broker):
-    b = flood_broker("max_message_rate 50\nsentinel_publish_flood off\n")
+def test_v311_qos0_flood_is_slowed_not_dropped(sentinel_broker):
+    b = sentinel_broker("max_message_rate 50\nsentinel_publish_flood off\n")
     by = Bystander(b.port)
     got = []
     sub = mqtt.Client(client_id="watch", protocol=mqtt.MQTTv311)
@@ -204,8 +108,8 @@ def test_v311_qos0_flood_is_slowed_not_dropped(flood_broker):
     by.finish()
 
 
-def test_byte_rate_slows_big_payloads(flood_broker):
-    b = flood_broker("max_byte_rate 20000\nsentinel_publish_flood off\n")
+def test_byte_rate_slows_big_payloads(sentinel_broker):
+    b = sentinel_broker("max_byte_rate 20000\nsentinel_publish_flood off\n")
     got = []
     sub = mqtt.Client(client_id="watch", protocol=mqtt.MQTTv311)
     sub.on_message = lambda c, u, m: got.append(len(m.payload))
@@ -230,8 +134,8 @@ def test_byte_rate_slows_big_payloads(flood_broker):
         c.loop_stop()
 
 
-def test_listener_accept_rate(flood_broker):
-    b = flood_broker("max_accept_rate 5\n")
+def test_listener_accept_rate(sentinel_broker):
+    b = sentinel_broker("max_accept_rate 5\n")
     refused = accepted = 0
     for i in range(40):
         r = Raw(b.port)
@@ -256,10 +160,10 @@ def test_listener_accept_rate(flood_broker):
     r.close()
 
 
-def test_sys_counts_security_events(flood_broker):
+def test_sys_counts_security_events(sentinel_broker):
     """$SYS/moat/events/<kind> counts every event of the kind; $SYS/moat/bans/count the
     bans in force (here one, placed by the violations detector)."""
-    b = flood_broker("sys_interval 1\nsentinel_violations 1 60 ban\nsentinel_ban_steps 30\n")
+    b = sentinel_broker("sys_interval 1\nsentinel_violations 1 60 ban\nsentinel_ban_steps 30\n")
     r = raw_from(b.port)
     r.send(b"\x10\x00")  # a CONNECT with no body: a protocol violation
     assert r.closed()

@@ -276,6 +276,7 @@ static void test_sentinel_directives(void **state)
 	assert_true(c->sentinel);
 	assert_null(c->sentinel_allow); /* unset: the broker allow-lists loopback */
 	assert_int_equal(c->idle_timeout, 300);
+	assert_int_equal(c->availability_s, 300);
 	for (int i = 0; i < MOAT_CONFIG_DETECTORS; i++)
 		assert_false(c->detectors[i].set);
 	ok(c, "sentinel true\naudit_log /var/log/moat/audit.log\naudit_log_max_size 10485760\n"
@@ -284,7 +285,10 @@ static void test_sentinel_directives(void **state)
 	      "sentinel_publish_flood 3 10 throttle\nsentinel_ban_steps 60 600 3600\n"
 	      "sentinel_allow 10.0.0.0/8 2001:db8::/32\nsentinel_allow clientid:ops username:admin\n"
 	      "client_idle_timeout 0\nmax_connection_rate 20\nmax_connections_per_address 50\n"
-	      "max_message_rate 100\nmax_byte_rate 1048576\nlockdown false\n");
+	      "max_message_rate 100\nmax_byte_rate 1048576\nlockdown false\n"
+	      "sentinel_availability 0\nlistener 1883\nmax_accept_rate 50\n");
+	assert_int_equal(c->availability_s, 0);
+	assert_int_equal(c->listeners[0].max_accept_rate, 50);
 	assert_string_equal(c->audit_log, "/var/log/moat/audit.log");
 	assert_int_equal(c->audit_log_max_size, 10u << 20);
 	assert_int_equal(c->audit_log_keep, 9);
