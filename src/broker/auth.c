@@ -477,8 +477,15 @@ int auth_connect(struct moat_conn *c, const struct moat_mqtt_packet *p, uint8_t 
 			*why = "user name without a password";
 			return -1;
 		}
-		if (start_password_check(c, db, cn) < 0 || stash(c, p) < 0)
+		if ((*reason = guard_auth_begin(c, why))) { /* before the hash is paid for */
+			authdb_put(db);
 			return -1;
+		}
+		*reason = MOAT_RC_NOT_AUTHORIZED;
+		if (start_password_check(c, db, cn) < 0 || stash(c, p) < 0) {
+			guard_auth_end(c, false);
+			return -1;
+		}
 		c->proven = f;
 		return 1;
 	}
@@ -501,6 +508,7 @@ void auth_job_finished(struct moat_worker *w, void *job)
 
 	(void)w;
 	c->auth_wait = false;
+	guard_auth_end(c, a->result != 0);
 	if (c->state == C_CLOSING) { /* it left while we checked: free it now */
 		job_free(a);
 		conn_free_zombie(c);

@@ -32,7 +32,9 @@ void connect_refuse(struct moat_conn *c, uint8_t reason, const char *why)
 	if (reason == MOAT_RC_CLIENT_IDENTIFIER_NOT_VALID && c->version != MOAT_MQTT_V5)
 		p.connack.reason = MOAT_CONNACK_IDENTIFIER_REJECTED;
 	conn_send(c, &p);
-	auth_failure(c, c->id_assigned ? c->assigned_id : c->pending_id, why);
+	/* A ban, lockdown or gate refusal is its own event: no credential was checked. */
+	if (!c->refusal_reported)
+		auth_failure(c, c->id_assigned ? c->assigned_id : c->pending_id, why);
 	conn_close(c, why);
 }
 

@@ -28,6 +28,7 @@
 #define MAX_TOPICS_REMEMBERED 1024 /* per connection, for new_topic events */
 #define RATE_MAP_MAX 65536         /* addresses with a connection-rate bucket (~6 MB) */
 #define THROTTLED_RATE 1.0         /* messages per second while the sentinel throttles */
+#define AUTH_INFLIGHT_MAX 8        /* password checks at once from one address */
 
 struct addr_count {
 	int n;
@@ -37,6 +38,14 @@ struct addr_count {
 
 struct rate_entry {
 	struct moat_bucket bucket;
+	size_t len;
+	char host[];
+};
+
+struct gate_entry {
+	int inflight;      /* password checks running for the address */
+	uint32_t fails;    /* failed since window_ms */
+	int64_t window_ms;
 	size_t len;
 	char host[];
 };
@@ -200,6 +209,7 @@ int guard_init(struct moat_broker *b, char *err, size_t errlen)
 	pthread_mutex_init(&b->addr_lock, NULL);
 	moat_map_init(&b->addr_counts, NULL);
 	moat_map_init(&b->addr_rates, NULL);
+	moat_map_init(&b->auth_gate, NULL);
 	if (!(b->bans = moat_bans_new()))
 		return MOAT_ENOMEM;
 	if ((rc = load_allow(b, err, errlen)) < 0)
@@ -255,6 +265,7 @@ void guard_free(struct moat_broker *b)
 	moat_bans_free(b->bans);
 	free_entries(&b->addr_counts);
 	free_entries(&b->addr_rates);
+	free_entries(&b->auth_gate);
 	pthread_mutex_destroy(&b->addr_lock);
 }
 
@@ -414,6 +425,7 @@ uint8_t guard_connect(struct moat_conn *c, const uint8_t *client_id, size_t n, c
 	    (c->username &&
 	     moat_bans_check_name(b->bans, MOAT_BAN_USERNAME, c->username, un, now, &info))) {
 		guard_event(c, MOAT_SEC_BAN_HIT, info.reason[0] ? info.reason : "banned");
+		c->refusal_reported = true;
 		*why = "banned";
 		return MOAT_RC_BANNED;
 	}
@@ -428,11 +440,125 @@ uint8_t guard_connect(struct moat_conn *c, const uint8_t *client_id, size_t n, c
 				moat_bans_allowed_name(b->bans, MOAT_BAN_USERNAME, c->username, un));
 		if (!allowed) {
 			guard_event(c, MOAT_SEC_CONNECTION_REFUSED, "lockdown");
+			c->refusal_reported = true;
 			*why = "lockdown: only allow-listed clients";
 			return MOAT_RC_SERVER_BUSY;
 		}
 	}
 	return 0;
+}
+
+/* ---- the password gate ---- */
+
+/*
+ * A password check costs an Argon2id hash; an attacker must not be able to
+ * buy them in bulk. The sentinel bans an address after auth_fail_addr
+ * failures, but it hears of them a moment later, and a burst of parallel
+ * CONNECTs would all reach the pool first. So, before each check, counted
+ * here synchronously: at most AUTH_INFLIGHT_MAX checks at once per address,
+ * and none once the address has failed auth_fail_addr times in its window.
+ * Allow-listed addresses pass.
+ */
+static void gate_limits(const struct moat_config *c, uint32_t *threshold, uint32_t *window_s)
+{
+	const struct moat_config_detector *d = &c->detectors[MOAT_DET_AUTH_FAIL_ADDR];
+	struct moat_sentinel_conf sc;
+
+	moat_sentinel_conf_defaults(&sc);
+	*threshold = d->set ? (d->enabled ? d->threshold : 0) : sc.det[MOAT_DET_AUTH_FAIL_ADDR].threshold;
+	*window_s = d->set ? d->window_s : sc.det[MOAT_DET_AUTH_FAIL_ADDR].window_s;
+	if (!c->sentinel)
+		*threshold = 0;
+}
+
+/* Drops the entries that hold nothing (the caller holds addr_lock). */
+static void gate_sweep(struct moat_broker *b, int64_t now, int64_t window_ms)
+{
+	size_t pos = 0;
+	struct gate_entry *g;
+
+	while ((g = moat_map_next(&b->auth_gate, &pos, NULL, NULL)))
+		if (g->inflight == 0 && (g->fails == 0 || now - g->window_ms >= window_ms)) {
+			moat_map_del(&b->auth_gate, g->host, g->len);
+			free(g);
+			pos = 0; /* the map changed under the cursor: start over */
+		}
+}
+
+/* Returns 0 to go on with the password check, or the refusal reason with *why. */
+uint8_t guard_auth_begin(struct moat_conn *c, const char **why)
+{
+	struct moat_broker *b = c->w->b;
+	int64_t now = worker_now(c->w);
+	uint32_t threshold, window_s;
+	struct sockaddr_storage sa;
+	socklen_t salen = sizeof(sa);
+	size_t n = strlen(c->host);
+	struct gate_entry *g;
+	uint8_t rc = 0;
+
+	if (getpeername(c->io.fd, (struct sockaddr *)&sa, &salen) == 0 &&
+	    moat_bans_allowed_addr(b->bans, (struct sockaddr *)&sa))
+		return 0;
+	gate_limits(b->conf, &threshold, &window_s);
+	pthread_mutex_lock(&b->addr_lock);
+	g = moat_map_get(&b->auth_gate, c->host, n);
+	if (!g && b->auth_gate.len >= RATE_MAP_MAX)
+		gate_sweep(b, now, (int64_t)window_s * 1000);
+	if (!g && b->auth_gate.len < RATE_MAP_MAX && (g = calloc(1, sizeof(*g) + n + 1))) {
+		memcpy(g->host, c->host, n + 1);
+		g->len = n;
+		g->window_ms = now;
+		if (moat_map_put(&b->auth_gate, g->host, n, g) < 0) {
+			free(g);
+			g = NULL;
+		}
+	}
+	if (g) {
+		if (now - g->window_ms >= (int64_t)window_s * 1000) {
+			g->fails = 0;
+			g->window_ms = now;
+		}
+		if (threshold && g->fails >= threshold) {
+			rc = MOAT_RC_BANNED;
+			*why = "too many failed logins from this address";
+		} else if (g->inflight >= AUTH_INFLIGHT_MAX) {
+			rc = MOAT_RC_SERVER_BUSY;
+			*why = "too many logins at once from this address";
+		} else {
+			g->inflight++;
+			c->auth_gated = true;
+		}
+	}
+	pthread_mutex_unlock(&b->addr_lock);
+	if (rc) {
+		guard_event(c, MOAT_SEC_RATE_LIMITED, *why);
+		c->refusal_reported = true;
+	}
+	return rc;
+}
+
+/* A password check ended (failed: it was wrong). */
+void guard_auth_end(struct moat_conn *c, bool failed)
+{
+	struct moat_broker *b = c->w->b;
+	struct gate_entry *g;
+
+	if (!c->auth_gated)
+		return;
+	c->auth_gated = false;
+	pthread_mutex_lock(&b->addr_lock);
+	g = moat_map_get(&b->auth_gate, c->host, strlen(c->host));
+	if (g) {
+		g->inflight--;
+		if (failed)
+			g->fails++;
+		if (g->inflight == 0 && g->fails == 0) {
+			moat_map_del(&b->auth_gate, g->host, g->len);
+			free(g);
+		}
+	}
+	pthread_mutex_unlock(&b->addr_lock);
 }
 
 /* ---- while connected ---- */

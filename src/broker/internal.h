@@ -140,6 +140,7 @@ struct moat_broker {
 	pthread_mutex_t addr_lock;    /* the three below (guard.c) */
 	struct moat_map addr_counts;  /* host -> struct addr_count: connections per address */
 	struct moat_map addr_rates;   /* host -> struct rate_entry: new connections per address */
+	struct moat_map auth_gate;    /* host -> struct gate_entry: password checks per address */
 	struct moat_bucket listener_rates[MOAT_CONFIG_MAX_LISTENERS]; /* max_accept_rate */
 };
 
@@ -283,6 +284,8 @@ struct moat_conn {
 	/* detection and rate limits */
 	char host[64];                  /* addr without the port: what bans and counts key on */
 	bool counted;                   /* counted in the broker's connections per address */
+	bool auth_gated;                /* holds a place in its address's password checks (guard.c) */
+	bool refusal_reported;          /* the guard's event tells why CONNECT is refused: no auth_failure */
 	bool did_work;                  /* sent a PUBLISH or SUBSCRIBE (else idle after a time) */
 	bool idle_reported;
 	uint8_t close_kind;             /* the security event its close is (abnormal by default) */
@@ -457,6 +460,8 @@ bool guard_accept(struct moat_worker *w, struct moat_listener *l, const struct s
 uint8_t guard_connect(struct moat_conn *c, const uint8_t *client_id, size_t n, const char **why);
 void guard_release(struct moat_broker *b, struct moat_conn *c);
 bool guard_publish(struct moat_conn *c, size_t bytes);
+uint8_t guard_auth_begin(struct moat_conn *c, const char **why);
+void guard_auth_end(struct moat_conn *c, bool failed);
 void guard_topic(struct moat_conn *c, const uint8_t *topic, size_t n, bool probe);
 void guard_tick(struct moat_conn *c, int64_t now);
 void guard_verdict(struct moat_worker *w, int kind, struct verdict *v);

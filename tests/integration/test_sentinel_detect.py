@@ -141,3 +141,42 @@ def test_block_a_compromised_channel_live(sentinel_broker, tmp_path):
     sub.disconnect()
     sub.loop_stop()
     assert os.path.exists(b.audit)
+
+
+def test_parallel_brute_force_cannot_buy_hashes_in_bulk(sentinel_broker, tmp_path):
+    """Sixty CONNECTs with wrong passwords sent at once from one address: the password
+    gate counts failures and checks in flight before the pool, so at most the detector's
+    threshold plus the checks in flight (8) are ever hashed; the rest are refused at once
+    (3.1.1: CONNACK 5 or 3) without a hash."""
+    from authlib import moat_passwd
+    pw = tmp_path / "passwd"
+    moat_passwd("-c", "-b", pw, "alice", "correct horse")
+    b = sentinel_broker("password_file %s\nallow_anonymous false\n"
+                        "sentinel_auth_fail_addr 10 60 ban\n" % pw)
+    conns = [raw_from(b.port) for _ in range(60)]
+    for i, r in enumerate(conns):
+        r.send(connect_packet("guess-%d" % i, version=4, username="alice",
+                              password="guess-%d" % i))
+    codes = []
+    for r in conns:
+        p = r.recv_packet(timeout=20)
+        codes.append(p[1][1] if p else None)
+        r.close()
+    assert all(c in (3, 4, 5, None) for c in codes), codes
+    assert codes.count(3) >= 40, "the burst was not held to 8 checks at once: %r" % codes
+    assert wait_for(lambda: audit_has(b.audit, "rate_limited", "logins at once"))
+    # then one guess after another, until the address is banned
+    for i in range(30):
+        r = raw_from(b.port)
+        try:
+            r.send(connect_packet("seq-%d" % i, version=4, username="alice", password="x%d" % i))
+        except OSError:
+            pass
+        p = r.recv_packet(timeout=10)
+        r.close()
+        if p is None:  # closed at accept: banned
+            break
+        assert p[1][1] in (4, 5), p
+    assert wait_for(lambda: audit_has(b.audit, "banned", ATTACKER))
+    hashed = len(audit_has(b.audit, "auth_failure", "alice"))
+    assert 10 <= hashed <= 10 + 8, "%d wrong passwords were hashed" % hashed
