@@ -142,6 +142,8 @@ int moat_broker_new(struct moat_config *c, struct moat_broker **out, char *err, 
 	rc = guard_init(b, err, errlen);
 	if (rc < 0)
 		goto fail;
+	if (c->lockdown)
+		guard_note(MOAT_SEC_LOCKDOWN, "on at start");
 	b->nworkers = worker_count(c);
 	pthread_barrier_init(&b->stop_barrier, NULL, (unsigned)b->nworkers);
 	rc = MOAT_ENOMEM;
@@ -217,7 +219,8 @@ static void reload_auth(struct moat_broker *b)
 static void reload(struct moat_broker *b, const char *path)
 {
 	struct moat_config fresh;
-	char err[512], msg[512];
+	char err[512], msg[512], why[600];
+	bool was_locked = b->conf->lockdown;
 	int n;
 
 	if (!path) {
@@ -227,6 +230,8 @@ static void reload(struct moat_broker *b, const char *path)
 	moat_config_defaults(&fresh);
 	if (moat_config_load(&fresh, path, err, sizeof(err)) < 0) {
 		moat_log(MOAT_LOG_LVL_ERROR, "reload_failed reason=\"%s\"", err);
+		snprintf(why, sizeof(why), "refused, the old configuration stays: %s", err);
+		guard_note(MOAT_SEC_RELOAD, why);
 		moat_config_free(&fresh);
 		return;
 	}
@@ -236,6 +241,10 @@ static void reload(struct moat_broker *b, const char *path)
 		moat_log(MOAT_LOG_LVL_WARNING, "reload_partial need_restart=\"%s\"", msg);
 	else
 		moat_log(MOAT_LOG_LVL_NOTICE, "reloaded file=%s", path);
+	snprintf(why, sizeof(why), n ? "applied; these need a restart: %s" : "applied", msg);
+	guard_note(MOAT_SEC_RELOAD, why);
+	if (b->conf->lockdown != was_locked)
+		guard_note(MOAT_SEC_LOCKDOWN, b->conf->lockdown ? "on" : "off");
 	reload_tls(b);
 	reload_auth(b);
 }

@@ -91,6 +91,14 @@ void guard_event(struct moat_conn *c, enum moat_sec_kind kind, const char *reaso
 	moat_sec_emit(&e);
 }
 
+/* An event about the broker itself (reload, lockdown): no client. */
+void guard_note(enum moat_sec_kind kind, const char *reason)
+{
+	struct moat_sec_event e = {.kind = kind, .addr = "", .reason = reason};
+
+	moat_sec_emit(&e);
+}
+
 static void addr_event(struct moat_listener *l, const char *host, enum moat_sec_kind kind,
 		       const char *reason)
 {

@@ -455,6 +455,7 @@ void publish_will(struct moat_worker *w, struct moat_msg *will);
 int guard_init(struct moat_broker *b, char *err, size_t errlen);
 void guard_free(struct moat_broker *b);
 void guard_event(struct moat_conn *c, enum moat_sec_kind kind, const char *reason);
+void guard_note(enum moat_sec_kind kind, const char *reason);
 bool guard_accept(struct moat_worker *w, struct moat_listener *l, const struct sockaddr_storage *sa,
 		  const char *host);
 uint8_t guard_connect(struct moat_conn *c, const uint8_t *client_id, size_t n, const char **why);

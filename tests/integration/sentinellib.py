@@ -85,11 +85,11 @@ class Bystander:
             time.sleep(1.0 / self.rate)
 
     def finish(self):
+        assert wait_for(lambda: self.sent >= 3, 5), "the bystander hardly ran"
         self.stop_flag.set()
         self.thread.join(10)
         assert wait_for(lambda: len(self.got) >= self.sent, 10), (self.sent, len(self.got))
         assert sorted(set(self.got)) == list(range(self.sent)), "bystander lost messages"
-        assert self.sent >= 3, "the bystander hardly ran"
         for c in (self.pub, self.sub):
             c.disconnect()
             c.loop_stop()

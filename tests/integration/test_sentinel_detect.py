@@ -180,3 +180,37 @@ def test_parallel_brute_force_cannot_buy_hashes_in_bulk(sentinel_broker, tmp_pat
     assert wait_for(lambda: audit_has(b.audit, "banned", ATTACKER))
     hashed = len(audit_has(b.audit, "auth_failure", "alice"))
     assert 10 <= hashed <= 10 + 8, "%d wrong passwords were hashed" % hashed
+
+
+def test_reload_and_lockdown_are_audited(sentinel_broker):
+    """A reload is an event (applied, or refused with the old configuration kept), and so is
+    switching lockdown on or off; under lockdown a stranger is refused (5.0: 0x89) while a
+    session that was already connected keeps working."""
+    b = sentinel_broker("")
+    by = Bystander(b.port)
+    with open(b.conf, "a") as f:
+        f.write("lockdown true\n")
+    b.proc.send_signal(signal.SIGHUP)
+    assert wait_for(lambda: audit_has(b.audit, "lockdown", '"on"'))
+    assert audit_has(b.audit, "reload", "applied")
+    r = raw_from(b.port)
+    r.send(connect_packet("stranger", version=5))
+    first, body = r.recv_packet()
+    assert first == 0x20 and body[1] == 0x89
+    assert wait_for(lambda: audit_has(b.audit, "connection_refused", "lockdown"))
+    # a broken file is refused and reported; lockdown stays on
+    with open(b.conf, "a") as f:
+        f.write("no_such_directive 1\n")
+    b.proc.send_signal(signal.SIGHUP)
+    assert wait_for(lambda: audit_has(b.audit, "reload", "refused"))
+    text = open(b.conf).read().replace("lockdown true\n", "").replace("no_such_directive 1\n", "")
+    with open(b.conf, "w") as f:
+        f.write(text)
+    b.proc.send_signal(signal.SIGHUP)
+    assert wait_for(lambda: audit_has(b.audit, "lockdown", '"off"'))
+    r = raw_from(b.port)
+    r.send(connect_packet("stranger", version=5))
+    first, body = r.recv_packet()
+    assert first == 0x20 and body[1] == 0
+    r.close()
+    by.finish()
