@@ -696,6 +696,7 @@ void auth_recheck(struct moat_conn *c)
 	if (fp != c->pw_fp) {
 		event(c, MOAT_SEC_CREDENTIAL_REVOKED, c->session ? c->session->client_id : NULL,
 		      auth_method_name(c->proven), fp ? "password changed" : "user removed");
+		c->close_kind = MOAT_SEC_CREDENTIAL_REVOKED; /* not an abnormal close too */
 		conn_disconnect(c, MOAT_RC_ADMINISTRATIVE_ACTION, "credentials revoked");
 		return;
 	}

@@ -247,6 +247,7 @@ static void reload(struct moat_broker *b, const char *path)
 		guard_note(MOAT_SEC_LOCKDOWN, b->conf->lockdown ? "on" : "off");
 	reload_tls(b);
 	reload_auth(b);
+	guard_reload(b);
 }
 
 static int setup_fds(const struct moat_broker *b, int *sfd, int *tfd)

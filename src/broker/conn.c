@@ -625,8 +625,12 @@ static bool ocsp_verdict(struct moat_conn *c, enum moat_ocsp_status st, bool fir
 
 	if (st != MOAT_OCSP_REVOKED && !(st == MOAT_OCSP_UNKNOWN && hard && first))
 		return true;
-	moat_log(MOAT_LOG_LVL_NOTICE, "certificate_revoked addr=%s user=%s source=ocsp status=%s",
-		 c->addr, c->username ? c->username : "-", moat_ocsp_status_name(st));
+	{
+		char why[96];
+		snprintf(why, sizeof(why), "OCSP status %s", moat_ocsp_status_name(st));
+		c->close_kind = MOAT_SEC_CERT_REVOKED; /* the event says why: not an abnormal close */
+		guard_event(c, MOAT_SEC_CERT_REVOKED, why);
+	}
 	if (c->state == C_ACTIVE)
 		conn_disconnect(c, MOAT_RC_ADMINISTRATIVE_ACTION, "certificate revoked (OCSP)");
 	else

@@ -367,8 +367,10 @@ int handle_connect(struct moat_conn *c, struct moat_mqtt_packet *p)
 	uint8_t reason;
 	int rc;
 
-	if (moat_ws_forwarded_for(c->tr)) /* a trusted proxy says who the client is */
+	if (moat_ws_forwarded_for(c->tr)) { /* a trusted proxy says who the client is */
 		snprintf(c->addr, sizeof(c->addr), "%s", moat_ws_forwarded_for(c->tr));
+		c->forwarded = true;
+	}
 	snprintf(c->pending_id, sizeof(c->pending_id), "%.*s",
 		 (int)(cn->client_id.len < sizeof(c->pending_id) - 1 ? cn->client_id.len
 								       : sizeof(c->pending_id) - 1),

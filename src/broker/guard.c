@@ -2,9 +2,10 @@
  * guard.c - the broker's side of detection and response: it feeds the
  * sentinel every security event, carries out what the sentinel decides
  * (disconnect, throttle; bans are placed in the shared ban table), and
- * applies the cheap checks that must run before anything expensive: bans and
- * lockdown at accept and at CONNECT, connection rate and count per address,
- * message and byte rates per client.
+ * applies the cheap checks that must run before anything expensive: address
+ * bans, connection rates and counts at accept; name bans, forwarded-address
+ * bans and lockdown at CONNECT; the password gate before each hash; message
+ * and byte rates per client.
  *
  *   workers --moat_sec_emit--> sink --submit--> sentinel thread --> audit log
  *                                                     |            --> $SYS/moat/security/<kind>
@@ -186,8 +187,10 @@ static void sentinel_conf(const struct moat_config *c, struct moat_sentinel_conf
 	moat_sentinel_conf_defaults(sc);
 	for (i = 0; i < MOAT_CONFIG_DETECTORS && i < MOAT_DET_COUNT; i++) {
 		const struct moat_config_detector *d = &c->detectors[i];
-		if (!c->sentinel)
+		if (!c->sentinel) { /* "sentinel false": an audit log may still be kept */
 			sc->det[i].enabled = false;
+			continue;
+		}
 		if (!d->set)
 			continue;
 		sc->det[i].enabled = d->enabled;
@@ -245,6 +248,22 @@ int guard_init(struct moat_broker *b, char *err, size_t errlen)
 	}
 	atomic_store(&active, b->sentinel);
 	return 0;
+}
+
+/*
+ * After a reload: the sentinel's detectors, ban steps and availability, and
+ * the allow-list, as the configuration now says (the bans stay).
+ */
+void guard_reload(struct moat_broker *b)
+{
+	struct moat_sentinel_conf sc;
+	char err[256];
+
+	sentinel_conf(b->conf, &sc);
+	moat_sentinel_reconfigure(b->sentinel, &sc);
+	moat_bans_allow_clear(b->bans);
+	if (load_allow(b, err, sizeof(err)) < 0)
+		moat_log(MOAT_LOG_LVL_ERROR, "reload_allow_failed reason=\"%s\"", err);
 }
 
 void guard_save_bans(struct moat_broker *b)
@@ -330,16 +349,19 @@ static bool listener_rate_ok(struct moat_broker *b, struct moat_listener *l, int
 	return ok;
 }
 
-/* Counts one more connection from host; false if it already has the most allowed. */
-static bool count_address(struct moat_broker *b, const char *host)
+/*
+ * Counts one more connection from host: 1 if counted, 0 if there is no
+ * limit (not counted), -1 if it already has the most allowed.
+ */
+static int count_address(struct moat_broker *b, const char *host)
 {
 	uint32_t max = b->conf->max_connections_per_address;
 	size_t n = strlen(host);
 	struct addr_count *ac;
-	bool ok = true;
+	int ok = 1;
 
 	if (!max)
-		return true;
+		return 0;
 	pthread_mutex_lock(&b->addr_lock);
 	ac = moat_map_get(&b->addr_counts, host, n);
 	if (!ac && (ac = calloc(1, sizeof(*ac) + n + 1))) {
@@ -351,53 +373,70 @@ static bool count_address(struct moat_broker *b, const char *host)
 		}
 	}
 	if (ac && (uint32_t)ac->n >= max)
-		ok = false;
+		ok = -1;
 	else if (ac)
 		ac->n++;
+	else
+		ok = 0; /* out of memory: let it in uncounted */
 	pthread_mutex_unlock(&b->addr_lock);
 	return ok;
+}
+
+/* Gives back a place counted by count_address. */
+void guard_uncount(struct moat_broker *b, const char *host)
+{
+	struct addr_count *ac;
+
+	pthread_mutex_lock(&b->addr_lock);
+	ac = moat_map_get(&b->addr_counts, host, strlen(host));
+	if (ac && --ac->n <= 0) {
+		moat_map_del(&b->addr_counts, ac->host, ac->len);
+		free(ac);
+	}
+	pthread_mutex_unlock(&b->addr_lock);
 }
 
 /*
  * The checks at accept, before a byte is read: bans, the listener's
  * connection count and rate, connection rate and count per address.
- * Returns true to let the socket in.
+ * Returns -1 to refuse the socket, else whether it was counted per address
+ * (then guard_release or guard_uncount gives the place back).
  */
-bool guard_accept(struct moat_worker *w, struct moat_listener *l, const struct sockaddr_storage *sa,
+int guard_accept(struct moat_worker *w, struct moat_listener *l, const struct sockaddr_storage *sa,
 		  const char *host)
 {
 	struct moat_broker *b = w->b;
 	int64_t now = worker_now(w);
 	struct moat_ban_info info;
+	int counted;
 
 	if (moat_bans_check_addr(b->bans, (const struct sockaddr *)sa, now, &info)) {
 		addr_event(l, host, MOAT_SEC_BAN_HIT, info.reason[0] ? info.reason : "banned address");
-		return false;
+		return -1;
 	}
 	if (l->conf->max_connections >= 0 && atomic_load(&l->connections) >= l->conf->max_connections) {
 		addr_event(l, host, MOAT_SEC_CONNECTION_REFUSED, "listener max_connections");
-		return false;
+		return -1;
 	}
 	if (!listener_rate_ok(b, l, now)) {
 		addr_event(l, host, MOAT_SEC_RATE_LIMITED, "max_accept_rate");
-		return false;
+		return -1;
 	}
 	if (!connection_rate_ok(b, host, now)) {
 		addr_event(l, host, MOAT_SEC_RATE_LIMITED, "max_connection_rate");
-		return false;
+		return -1;
 	}
-	if (!count_address(b, host)) {
+	if ((counted = count_address(b, host)) < 0) {
 		addr_event(l, host, MOAT_SEC_CONNECTION_REFUSED, "max_connections_per_address");
-		return false;
+		return -1;
 	}
 	addr_event(l, host, MOAT_SEC_CONNECTION_OPENED, NULL);
-	return true;
+	return counted;
 }
 
 /* Gives back a connection's place in the count per address. */
 void guard_release(struct moat_broker *b, struct moat_conn *c)
 {
-	struct addr_count *ac;
 	size_t pos = 0;
 	void *t;
 
@@ -407,16 +446,37 @@ void guard_release(struct moat_broker *b, struct moat_conn *c)
 	if (!c->counted)
 		return;
 	c->counted = false;
-	pthread_mutex_lock(&b->addr_lock);
-	ac = moat_map_get(&b->addr_counts, c->host, strlen(c->host));
-	if (ac && --ac->n <= 0) {
-		moat_map_del(&b->addr_counts, ac->host, ac->len);
-		free(ac);
-	}
-	pthread_mutex_unlock(&b->addr_lock);
+	guard_uncount(b, c->host);
 }
 
 /* ---- CONNECT ---- */
+
+/*
+ * The client's own address: what a trusted proxy forwarded (a bare address),
+ * else the peer's. Bans, the allow-list and the password gate go by it.
+ */
+static const char *client_host(const struct moat_conn *c)
+{
+	return c->forwarded ? c->addr : c->host;
+}
+
+static bool client_sockaddr(const struct moat_conn *c, struct sockaddr_storage *sa)
+{
+	socklen_t len = sizeof(*sa);
+
+	memset(sa, 0, sizeof(*sa));
+	if (!c->forwarded)
+		return getpeername(c->io.fd, (struct sockaddr *)sa, &len) == 0;
+	if (inet_pton(AF_INET, c->addr, &((struct sockaddr_in *)sa)->sin_addr) == 1) {
+		sa->ss_family = AF_INET;
+		return true;
+	}
+	if (inet_pton(AF_INET6, c->addr, &((struct sockaddr_in6 *)sa)->sin6_addr) == 1) {
+		sa->ss_family = AF_INET6;
+		return true;
+	}
+	return false;
+}
 
 /*
  * Bans by client id and user name, and lockdown, before any expensive check.
@@ -429,7 +489,13 @@ uint8_t guard_connect(struct moat_conn *c, const uint8_t *client_id, size_t n, c
 	struct moat_ban_info info;
 	size_t un = c->username ? strlen(c->username) : 0;
 
-	if (moat_bans_check_name(b->bans, MOAT_BAN_CLIENTID, (const char *)client_id, n, now, &info) ||
+	struct sockaddr_storage sa;
+	bool have_sa = client_sockaddr(c, &sa);
+
+	/* the peer's address was checked at accept; a forwarded one is known only now */
+	if ((c->forwarded && have_sa &&
+	     moat_bans_check_addr(b->bans, (struct sockaddr *)&sa, now, &info)) ||
+	    moat_bans_check_name(b->bans, MOAT_BAN_CLIENTID, (const char *)client_id, n, now, &info) ||
 	    (c->username &&
 	     moat_bans_check_name(b->bans, MOAT_BAN_USERNAME, c->username, un, now, &info))) {
 		guard_event(c, MOAT_SEC_BAN_HIT, info.reason[0] ? info.reason : "banned");
@@ -438,10 +504,7 @@ uint8_t guard_connect(struct moat_conn *c, const uint8_t *client_id, size_t n, c
 		return MOAT_RC_BANNED;
 	}
 	if (b->conf->lockdown) {
-		struct sockaddr_storage sa;
-		socklen_t len = sizeof(sa);
-		bool allowed = (getpeername(c->io.fd, (struct sockaddr *)&sa, &len) == 0 &&
-				moat_bans_allowed_addr(b->bans, (struct sockaddr *)&sa)) ||
+		bool allowed = (have_sa && moat_bans_allowed_addr(b->bans, (struct sockaddr *)&sa)) ||
 			       moat_bans_allowed_name(b->bans, MOAT_BAN_CLIENTID, (const char *)client_id,
 						      n) ||
 			       (c->username &&
@@ -500,21 +563,20 @@ uint8_t guard_auth_begin(struct moat_conn *c, const char **why)
 	int64_t now = worker_now(c->w);
 	uint32_t threshold, window_s;
 	struct sockaddr_storage sa;
-	socklen_t salen = sizeof(sa);
-	size_t n = strlen(c->host);
+	const char *host = client_host(c);
+	size_t n = strlen(host);
 	struct gate_entry *g;
 	uint8_t rc = 0;
 
-	if (getpeername(c->io.fd, (struct sockaddr *)&sa, &salen) == 0 &&
-	    moat_bans_allowed_addr(b->bans, (struct sockaddr *)&sa))
+	if (client_sockaddr(c, &sa) && moat_bans_allowed_addr(b->bans, (struct sockaddr *)&sa))
 		return 0;
 	gate_limits(b->conf, &threshold, &window_s);
 	pthread_mutex_lock(&b->addr_lock);
-	g = moat_map_get(&b->auth_gate, c->host, n);
+	g = moat_map_get(&b->auth_gate, host, n);
 	if (!g && b->auth_gate.len >= RATE_MAP_MAX)
 		gate_sweep(b, now, (int64_t)window_s * 1000);
 	if (!g && b->auth_gate.len < RATE_MAP_MAX && (g = calloc(1, sizeof(*g) + n + 1))) {
-		memcpy(g->host, c->host, n + 1);
+		memcpy(g->host, host, n + 1);
 		g->len = n;
 		g->window_ms = now;
 		if (moat_map_put(&b->auth_gate, g->host, n, g) < 0) {
@@ -556,7 +618,7 @@ void guard_auth_end(struct moat_conn *c, bool failed)
 		return;
 	c->auth_gated = false;
 	pthread_mutex_lock(&b->addr_lock);
-	g = moat_map_get(&b->auth_gate, c->host, strlen(c->host));
+	g = moat_map_get(&b->auth_gate, client_host(c), strlen(client_host(c)));
 	if (g) {
 		g->inflight--;
 		if (failed)
@@ -646,7 +708,7 @@ void guard_tick(struct moat_conn *c, int64_t now)
 
 static bool matches(const struct moat_conn *c, const struct verdict *v)
 {
-	if (v->addr[0] && strcmp(v->addr, c->host) != 0)
+	if (v->addr[0] && strcmp(v->addr, c->host) != 0 && strcmp(v->addr, client_host(c)) != 0)
 		return false;
 	if (v->client_id[0] && (!c->session || strcmp(v->client_id, c->session->client_id) != 0))
 		return false;

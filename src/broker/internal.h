@@ -285,6 +285,7 @@ struct moat_conn {
 	char host[64];                  /* addr without the port: what bans and counts key on */
 	bool counted;                   /* counted in the broker's connections per address */
 	bool auth_gated;                /* holds a place in its address's password checks (guard.c) */
+	bool forwarded;                 /* addr is what a trusted proxy forwarded (X-Forwarded-For) */
 	bool refusal_reported;          /* the guard's event tells why CONNECT is refused: no auth_failure */
 	bool did_work;                  /* sent a PUBLISH or SUBSCRIBE (else idle after a time) */
 	bool idle_reported;
@@ -456,8 +457,10 @@ int guard_init(struct moat_broker *b, char *err, size_t errlen);
 void guard_free(struct moat_broker *b);
 void guard_event(struct moat_conn *c, enum moat_sec_kind kind, const char *reason);
 void guard_note(enum moat_sec_kind kind, const char *reason);
-bool guard_accept(struct moat_worker *w, struct moat_listener *l, const struct sockaddr_storage *sa,
-		  const char *host);
+void guard_reload(struct moat_broker *b);
+int guard_accept(struct moat_worker *w, struct moat_listener *l, const struct sockaddr_storage *sa,
+		 const char *host);
+void guard_uncount(struct moat_broker *b, const char *host);
 uint8_t guard_connect(struct moat_conn *c, const uint8_t *client_id, size_t n, const char **why);
 void guard_release(struct moat_broker *b, struct moat_conn *c);
 bool guard_publish(struct moat_conn *c, size_t bytes);

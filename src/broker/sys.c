@@ -17,6 +17,7 @@
 
 #include "broker/internal.h"
 #include "core/clock.h"
+#include "security/audit.h"
 #include "security/event.h"
 
 enum { L_MSG_RX, L_MSG_TX, L_BYTES_RX, L_BYTES_TX, L_PUB_RX, L_PUB_TX, L_CONNECTS, L_N };
@@ -171,73 +172,15 @@ void moat_sys_publish(struct moat_sys *sys)
 
 /* ---- security events ---- */
 
-/* Appends s as a JSON string to out[*n..cap) (quotes included); bytes >= 0x80 pass as UTF-8
- * or, when not valid, as \u00XX; controls escaped. Stops cleanly when out is full. */
-static void json_str(char *out, size_t cap, size_t *n, const char *s)
-{
-	static const char hex[] = "0123456789abcdef";
-	size_t i = *n;
-
-	if (i + 2 >= cap)
-		return;
-	out[i++] = '"';
-	for (; s && *s && i + 8 < cap; s++) {
-		unsigned char ch = (unsigned char)*s;
-		if (ch == '"' || ch == '\\') {
-			out[i++] = '\\';
-			out[i++] = (char)ch;
-		} else if (ch < 0x20 || ch == 0x7f || ch >= 0x80) {
-			/* Non-ASCII is escaped byte by byte: always valid JSON, never a decoding guess. */
-			out[i++] = '\\';
-			out[i++] = 'u';
-			out[i++] = '0';
-			out[i++] = '0';
-			out[i++] = hex[ch >> 4];
-			out[i++] = hex[ch & 15];
-		} else {
-			out[i++] = (char)ch;
-		}
-	}
-	out[i++] = '"';
-	*n = i;
-}
-
-static void json_field(char *out, size_t cap, size_t *n, const char *name, const char *value)
-{
-	int r;
-
-	if (!value)
-		return;
-	r = snprintf(out + *n, cap - *n, ",\"%s\":", name);
-	if (r < 0 || (size_t)r >= cap - *n)
-		return;
-	*n += (size_t)r;
-	json_str(out, cap, n, value);
-}
-
 void moat_sys_security(struct moat_sys *sys, const struct moat_sec_event *e)
 {
-	char payload[2048], topic[96];
-	size_t n = 0;
+	/* the audit line's object (one JSON encoder for both), without its chain */
+	char payload[4096], topic[96];
+	size_t n = moat_audit_event_json(e, moat_wall_ms(), payload, sizeof(payload));
 	struct moat_msg *m;
-	int r;
 
-	r = snprintf(payload, sizeof(payload), "{\"ts\":%lld,\"kind\":\"%s\"",
-		     (long long)moat_wall_s(), moat_sec_kind_name(e->kind));
-	if (r < 0)
+	if (!n)
 		return;
-	n = (size_t)r;
-	json_field(payload, sizeof(payload), &n, "addr", e->addr);
-	json_field(payload, sizeof(payload), &n, "client_id", e->client_id);
-	json_field(payload, sizeof(payload), &n, "username", e->username);
-	json_field(payload, sizeof(payload), &n, "method", e->method);
-	json_field(payload, sizeof(payload), &n, "reason", e->reason);
-	json_field(payload, sizeof(payload), &n, "topic", e->topic);
-	json_field(payload, sizeof(payload), &n, "access", e->access);
-	r = snprintf(payload + n, sizeof(payload) - n, ",\"port\":%u}", e->port);
-	if (r < 0 || (size_t)r >= sizeof(payload) - n)
-		return;
-	n += (size_t)r;
 	snprintf(topic, sizeof(topic), "$SYS/moat/security/%s", moat_sec_kind_name(e->kind));
 	m = moat_msg_new(&sys->b->msg_mem, topic, strlen(topic), NULL, 0, payload, n, 0, false, 0, 0);
 	if (!m)

@@ -325,6 +325,7 @@ static void on_accept(struct moat_loop *loop, struct moat_io *io, unsigned event
 		struct moat_conn *c;
 		char host[64];
 		socklen_t len = sizeof(sa);
+		int counted;
 		int fd = accept4(io->fd, (struct sockaddr *)&sa, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
 		if (fd < 0) {
@@ -341,7 +342,8 @@ static void on_accept(struct moat_loop *loop, struct moat_io *io, unsigned event
 			return;
 		}
 		moat_sockaddr_host(&sa, host, sizeof(host));
-		if (!guard_accept(li->w, l, &sa, host)) {
+		counted = guard_accept(li->w, l, &sa, host);
+		if (counted < 0) {
 			close(fd);
 			continue;
 		}
@@ -350,9 +352,11 @@ static void on_accept(struct moat_loop *loop, struct moat_io *io, unsigned event
 		if (!tr || !(c = conn_new(li->w, tr, l, &sa))) {
 			atomic_fetch_sub(&l->connections, 1);
 			moat_transport_free(tr);
+			if (counted)
+				guard_uncount(li->w->b, host);
 			continue;
 		}
-		c->counted = li->w->b->conf->max_connections_per_address != 0;
+		c->counted = counted;
 	}
 }
 
@@ -495,8 +499,8 @@ void worker_recheck_tls(struct moat_worker *w)
 		next = c->next;
 		if (!c->listener->tls || moat_tls_recheck(c->listener->tls, c->tr) == 0)
 			continue;
-		moat_log(MOAT_LOG_LVL_NOTICE, "certificate_revoked addr=%s user=%s", c->addr,
-			 c->username ? c->username : "-");
+		c->close_kind = MOAT_SEC_CERT_REVOKED; /* the event says why: not an abnormal close */
+		guard_event(c, MOAT_SEC_CERT_REVOKED, "revoked by the CRL");
 		if (c->state == C_ACTIVE)
 			conn_disconnect(c, MOAT_RC_ADMINISTRATIVE_ACTION, "certificate revoked");
 		else

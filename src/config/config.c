@@ -449,14 +449,18 @@ fail:
 int moat_config_apply_reload(struct moat_config *live, const struct moat_config *fresh,
 			     char *msg, size_t msglen)
 {
-	char *dups[MOAT_CONFIG_MAX_DIRECTIVES] = { 0 }, *log_dup = NULL;
+	char *dups[MOAT_CONFIG_MAX_DIRECTIVES] = { 0 }, *log_dup = NULL, *allow_dup = NULL;
 	int count = 0;
 	size_t i;
 
 	if (msg && msglen)
 		msg[0] = '\0';
-	if (dup_strings(live, fresh, dups, &log_dup))
+	if (fresh->sentinel_allow && !(allow_dup = strdup(fresh->sentinel_allow)))
 		return MOAT_ENOMEM;
+	if (dup_strings(live, fresh, dups, &log_dup)) {
+		free(allow_dup);
+		return MOAT_ENOMEM;
+	}
 	if (listener_set_differs(live, fresh)) {
 		report(msg, msglen, "listener");
 		count++;
@@ -477,5 +481,12 @@ int moat_config_apply_reload(struct moat_config *live, const struct moat_config 
 			count++;
 		}
 	}
+	/* The sentinel's detectors, ban steps and allow-list (custom directives): the
+	 * broker hands them to the sentinel after the reload. */
+	memcpy(live->detectors, fresh->detectors, sizeof(live->detectors));
+	memcpy(live->ban_steps, fresh->ban_steps, sizeof(live->ban_steps));
+	live->n_ban_steps = fresh->n_ban_steps;
+	free(live->sentinel_allow);
+	live->sentinel_allow = allow_dup;
 	return count;
 }

@@ -164,7 +164,7 @@ const struct moat_config_directive moat_config_directives[] = {
 	{ R("sentinel_auth_fail_addr", CUSTOM, OWN), .set = set_detector },
 	{ R("sentinel_auth_fail_clientid", CUSTOM, OWN), .set = set_detector },
 	{ R("sentinel_auth_fail_user", CUSTOM, OWN), .set = set_detector },
-	{ R("sentinel_availability", UINT, OWN), G(availability_s), .max = 604800 },
+	{ R("sentinel_availability", UINT, RELOAD | OWN), G(availability_s), .max = 604800 },
 	{ R("sentinel_ban_steps", CUSTOM, OWN), .set = set_ban_steps },
 	{ R("sentinel_connect_rate", CUSTOM, OWN), .set = set_detector },
 	{ R("sentinel_flapping", CUSTOM, OWN), .set = set_detector },
@@ -842,7 +842,10 @@ static bool cidr_ok(const char *s)
 	slash = strchr(addr, '/');
 	if (slash) {
 		*slash++ = 0;
-		if (moat_config_lex_number(slash, &neg, &bits) != MOAT_LEX_OK || neg ||
+		/* plain decimal, as the bans code reads it: no sign, no leading zero, no 0x */
+		if (!*slash || strspn(slash, "0123456789") != strlen(slash) ||
+		    (slash[0] == '0' && slash[1]) ||
+		    moat_config_lex_number(slash, &neg, &bits) != MOAT_LEX_OK || neg ||
 		    bits > (v6 ? 128u : 32u))
 			return false;
 	}
@@ -851,7 +854,8 @@ static bool cidr_ok(const char *s)
 
 /*
  * sentinel_allow ENTRY...: CIDRs, clientid:ID, username:NAME; accumulates.
- * Unset, the list is loopback (127.0.0.0/8, ::1); "none" empties it.
+ * Unset, the list is loopback (127.0.0.0/8, ::1); "none" only turns that
+ * default off (entries on other lines stay).
  */
 HANDLER(set_sentinel_allow)
 {

@@ -23,4 +23,12 @@ static inline int64_t moat_wall_s(void)
 	return (int64_t)ts.tv_sec;
 }
 
+/* Milliseconds since the Unix epoch: for audit lines and event timestamps. */
+static inline int64_t moat_wall_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 #endif

@@ -310,6 +310,26 @@ static void put_event(struct sb *b, const struct moat_sec_event *e)
 		putf(b, ",\"value\":%" PRId64, e->value);
 }
 
+size_t moat_audit_event_json(const struct moat_sec_event *e, int64_t wall_ms, char *out,
+			     size_t cap)
+{
+	struct sb b = {out, 0, cap, false};
+
+	if (!cap)
+		return 0;
+	put_ts(&b, wall_ms);
+	puts_(&b, ",\"kind\":");
+	put_str(&b, moat_sec_kind_name(e->kind));
+	put_event(&b, e);
+	puts_(&b, "}");
+	put(&b, "", 1); /* the NUL, counted against cap */
+	if (b.over) {
+		out[0] = '\0';
+		return 0;
+	}
+	return b.len - 1;
+}
+
 /*
  * Builds into a->line the line of kind (e may be NULL: no other members)
  * with seq a->seq + 1 chained to a->prev; hash receives its hash. Returns

@@ -40,6 +40,14 @@ int moat_audit_open(const char *path, uint64_t max_size, int keep, struct moat_a
 /* Appends event e at wall-clock time wall_ms. Returns 0 or MOAT_EIO. */
 int moat_audit_write(struct moat_audit *a, const struct moat_sec_event *e, int64_t wall_ms);
 
+/*
+ * The event as one JSON object, the audit line's members without "seq",
+ * "prev" and "hash": {"ts":"...","kind":"...",...}. Writes at most cap
+ * bytes with the NUL; returns the length, or 0 (out = "") if it did not fit.
+ */
+size_t moat_audit_event_json(const struct moat_sec_event *e, int64_t wall_ms, char *out,
+			     size_t cap);
+
 /* Flushes to disk (fsync). */
 int moat_audit_sync(struct moat_audit *a);
 

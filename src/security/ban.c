@@ -652,6 +652,16 @@ void moat_bans_free(struct moat_bans *b)
 	free(b);
 }
 
+void moat_bans_allow_clear(struct moat_bans *b)
+{
+	if (!b)
+		return;
+	pthread_rwlock_wrlock(&b->lock);
+	list_free(&b->allow, true);
+	list_init(&b->allow);
+	pthread_rwlock_unlock(&b->lock);
+}
+
 void moat_bans_set_max(struct moat_bans *b, size_t max)
 {
 	if (!b)

@@ -64,6 +64,9 @@ int moat_bans_remove(struct moat_bans *b, enum moat_ban_kind kind, const char *k
  */
 int moat_bans_allow(struct moat_bans *b, enum moat_ban_kind kind, const char *key);
 
+/* Empties the allow-list (a reload then adds the new entries). */
+void moat_bans_allow_clear(struct moat_bans *b);
+
 /* True if the allow-list covers the address / name. */
 bool moat_bans_allowed_addr(struct moat_bans *b, const struct sockaddr *sa);
 bool moat_bans_allowed_name(struct moat_bans *b, enum moat_ban_kind kind, const char *name,

@@ -2,9 +2,9 @@
  * event.h - security events: one typed interface every decision that
  * matters goes through (who, from where, which method, what, and why not).
  *
- * Today an event becomes a log line ("security kind=... ..."); the sentinel
- * and the audit log (issue 6) attach as a sink and receive every event. The
- * sink is set once before threads start. Emitting is thread-safe and never
+ * An event becomes a log line ("security kind=... ...") and goes to every
+ * sink: the broker's feeds the sentinel thread (audit log, $SYS, detectors).
+ * Sinks are added before threads start. Emitting is thread-safe and never
  * blocks on the sink's behalf beyond its own call. Fields are borrowed for
  * the call; secrets are never among them.
  */
@@ -16,13 +16,13 @@
 enum moat_sec_kind {
 	MOAT_SEC_AUTH_SUCCESS,      /* a client is in: method says how */
 	MOAT_SEC_AUTH_FAILURE,      /* refused at CONNECT: reason says why (not to the client) */
-	MOAT_SEC_ACL_DENIED,        /* publish, subscribe, will or delivery refused */
+	MOAT_SEC_ACL_DENIED,        /* publish, subscribe or will refused (deliveries are filtered quietly) */
 	MOAT_SEC_CERT_REVOKED,      /* a live session lost its certificate (CRL, OCSP) */
 	MOAT_SEC_CREDENTIAL_REVOKED,/* a live session lost its password or user on reload */
 	MOAT_SEC_PROTOCOL_VIOLATION,/* a malformed or forbidden packet closed the connection */
 	MOAT_SEC_RELOAD,            /* the configuration was reloaded */
 	MOAT_SEC_CONNECTION_OPENED, /* a socket was accepted */
-	MOAT_SEC_CONNECTION_REFUSED,/* refused at accept: ban, rate limit, lockdown, listener full */
+	MOAT_SEC_CONNECTION_REFUSED,/* listener or address full at accept; lockdown at CONNECT */
 	MOAT_SEC_ABNORMAL_CLOSE,    /* a session ended without DISCONNECT (not keepalive) */
 	MOAT_SEC_KEEPALIVE_TIMEOUT, /* a client went silent past 1.5 x its keepalive */
 	MOAT_SEC_CONNECT_TIMEOUT,   /* no CONNECT (or TLS handshake) in time: slowloris */

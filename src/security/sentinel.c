@@ -109,7 +109,7 @@ static const struct det_row rows[MOAT_DET_COUNT] = {
 	[MOAT_DET_ABNORMAL_CLOSE] = { "abnormal_close", K(MOAT_SEC_ABNORMAL_CLOSE),
 				      { { KEY_CLIENTID, 1, true }, { KEY_ADDR, 1, true } } },
 	[MOAT_DET_FLAPPING] = { "flapping", K(MOAT_SEC_AUTH_SUCCESS),
-				{ { KEY_CLIENTID, 1, true }, { KEY_ADDR, 3, true } } },
+				{ { KEY_CLIENTID, 1, true }, { KEY_ADDR, 10, true } } },
 	[MOAT_DET_TOPIC_SCAN] = { "topic_scan", K(MOAT_SEC_NEW_TOPIC),
 				  { { KEY_CLIENTID, 1, true }, { KEY_ADDR, 1, false } }, 0, true },
 	[MOAT_DET_ACL_DENIALS] = { "acl_denials", K(MOAT_SEC_ACL_DENIED),
@@ -414,6 +414,8 @@ struct moat_sentinel {
 	pthread_cond_t wake;
 	struct rec *head, *tail;
 	uint32_t queued;
+	struct moat_sentinel_conf next_c; /* a new configuration for the thread to take */
+	bool reconf;
 	bool stop, threaded;
 	pthread_t thread;
 	atomic_uint_fast64_t dropped;
@@ -446,14 +448,6 @@ struct key {
 	const char *text;
 	uint64_t h;
 };
-
-static int64_t wall_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static uint64_t key_hash(uint8_t type, const char *text)
 {
@@ -990,13 +984,39 @@ static struct rec *take_all(struct moat_sentinel *s)
 	return r;
 }
 
+/* Takes the detectors, ban steps and throttle of c; the tables and queue keep their sizes. */
+static void apply_conf(struct moat_sentinel *s, const struct moat_sentinel_conf *c)
+{
+	memcpy(s->c.det, c->det, sizeof(s->c.det));
+	memcpy(s->c.ban_steps_s, c->ban_steps_s, sizeof(s->c.ban_steps_s));
+	s->c.n_ban_steps = c->n_ban_steps;
+	s->c.offence_memory_s = c->offence_memory_s;
+	s->c.throttle_s = c->throttle_s;
+	s->c.availability_min_s = c->availability_min_s;
+}
+
+void moat_sentinel_reconfigure(struct moat_sentinel *s, const struct moat_sentinel_conf *c)
+{
+	if (!s || !c)
+		return;
+	if (!s->threaded) {
+		apply_conf(s, c);
+		return;
+	}
+	pthread_mutex_lock(&s->lock);
+	s->next_c = *c;
+	s->reconf = true;
+	pthread_cond_signal(&s->wake);
+	pthread_mutex_unlock(&s->lock);
+}
+
 static void *run(void *arg)
 {
 	struct moat_sentinel *s = arg;
 	struct timespec until;
 	struct rec *list;
-	int64_t now;
-	bool stop;
+	int64_t now, synced = 0;
+	bool stop, unsynced = false;
 
 	for (;;) {
 		pthread_mutex_lock(&s->lock);
@@ -1006,12 +1026,24 @@ static void *run(void *arg)
 			pthread_cond_timedwait(&s->wake, &s->lock, &until);
 		}
 		list = take_all(s);
+		if (s->reconf) { /* between events: every event is judged by one configuration */
+			apply_conf(s, &s->next_c);
+			s->reconf = false;
+		}
 		stop = s->stop;
 		pthread_mutex_unlock(&s->lock);
 		process_list(s, list);
+		unsynced |= list != NULL && s->audit;
 		now = moat_now_ms();
 		if (now >= s->next_tick)
 			tick(s, now > s->last_now ? now : s->last_now);
+		/* The audit log reaches the disk at least once a second (and at the end):
+		 * a crash loses at most the last second of lines, never the chain. */
+		if (unsynced && (now - synced >= 1000 || (stop && !list))) {
+			moat_audit_sync(s->audit);
+			unsynced = false;
+			synced = now;
+		}
 		if (stop && !list)
 			return NULL;
 	}
@@ -1023,7 +1055,7 @@ void moat_sentinel_submit(struct moat_sentinel *s, const struct moat_sec_event *
 
 	if (!s || !e || emitting == s || (unsigned)e->kind >= MOAT_SEC_KIND_COUNT)
 		return;
-	if (!(r = rec_new(e, moat_now_ms(), wall_now_ms()))) {
+	if (!(r = rec_new(e, moat_now_ms(), moat_wall_ms()))) {
 		atomic_fetch_add_explicit(&s->dropped, 1, memory_order_relaxed);
 		return;
 	}
@@ -1044,7 +1076,7 @@ void moat_sentinel_submit(struct moat_sentinel *s, const struct moat_sec_event *
 
 void moat_sentinel_feed(struct moat_sentinel *s, const struct moat_sec_event *e, int64_t now_ms)
 {
-	process(s, e, now_ms, wall_now_ms());
+	process(s, e, now_ms, moat_wall_ms());
 }
 
 uint64_t moat_sentinel_dropped(struct moat_sentinel *s)

@@ -93,7 +93,7 @@ struct moat_sentinel_ops {
 			   const char *why, uint8_t reason_code);
 	/* Slow the matching clients down (pause their reads) for seconds. */
 	void (*throttle)(void *ctx, const char *addr, const char *client_id, uint32_t seconds);
-	/* Every event, for $SYS/moat/security/<kind> (json is the audit line's object). */
+	/* Every event, for $SYS/moat/security/<kind> (the broker makes its own JSON of it). */
 	void (*publish)(void *ctx, const struct moat_sec_event *e);
 };
 
@@ -107,6 +107,12 @@ struct moat_sentinel;
 struct moat_sentinel *moat_sentinel_new(const struct moat_sentinel_conf *c,
 					struct moat_bans *bans, struct moat_audit *audit,
 					const struct moat_sentinel_ops *ops);
+
+/*
+ * A reload: from its next event on, the sentinel judges by c's detectors,
+ * ban steps and timings (table sizes and queue bound stay). Thread-safe.
+ */
+void moat_sentinel_reconfigure(struct moat_sentinel *s, const struct moat_sentinel_conf *c);
 
 /* Drains the queue, stops the thread, frees. NULL is a no-op. */
 void moat_sentinel_free(struct moat_sentinel *s);

@@ -214,3 +214,35 @@ def test_reload_and_lockdown_are_audited(sentinel_broker):
     assert first == 0x20 and body[1] == 0
     r.close()
     by.finish()
+
+
+def test_reload_retunes_detectors_and_allow_list(sentinel_broker):
+    """SIGHUP hands new detector settings and a new allow-list to the running sentinel."""
+    b = sentinel_broker("sentinel_violations off\nsentinel_ban_steps 30\n")
+
+    def violate():
+        r = raw_from(b.port)
+        r.send(b"\x10\x00")  # a CONNECT with no body
+        assert r.closed()
+
+    def reload(extra):
+        with open(b.conf, "a") as f:
+            f.write(extra)
+        n = len(audit_has(b.audit, "reload"))
+        b.proc.send_signal(signal.SIGHUP)
+        assert wait_for(lambda: len(audit_has(b.audit, "reload", "applied")) > n)
+
+    violate()
+    time.sleep(0.3)
+    assert not audit_has(b.audit, "detection")
+    reload("sentinel_violations 1 60 ban\nsentinel_allow 127.0.0.2\n")
+    violate()  # 127.0.0.2 is allow-listed now: detected, not banned
+    det = wait_for(lambda: audit_has(b.audit, "detection", "violations"))
+    assert "(allow-listed)" in det[0]["reason"]
+    assert not audit_has(b.audit, "banned")
+    text = open(b.conf).read().replace("sentinel_allow 127.0.0.2\n", "")
+    with open(b.conf, "w") as f:
+        f.write(text)
+    reload("")
+    violate()
+    assert wait_for(lambda: audit_has(b.audit, "banned", ATTACKER))

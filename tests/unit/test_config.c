@@ -330,6 +330,9 @@ static void test_sentinel_directives(void **state)
 	refused("sentinel_allow 10.0.0.0/33\n",
 		"t.conf:1: sentinel_allow: '10.0.0.0/33' is not an address, a CIDR, clientid:ID or "
 		"username:NAME");
+	refused("sentinel_allow 10.0.0.0/08\n",
+		"t.conf:1: sentinel_allow: '10.0.0.0/08' is not an address, a CIDR, clientid:ID or "
+		"username:NAME");
 	refused("sentinel_allow clientid:\n",
 		"t.conf:1: sentinel_allow: 'clientid:' is not an address, a CIDR, clientid:ID or "
 		"username:NAME");
