@@ -690,6 +690,8 @@ int conn_process(struct moat_conn *c)
 		STAT_ADD(&c->w->stats, msgs_received, 1);
 		opts.version = c->version;
 		if (c->state == C_NEW && fr.header >> 4 != MOAT_MQTT_CONNECT) {
+			guard_event(c, MOAT_SEC_PROTOCOL_VIOLATION,
+				    "first packet is not CONNECT [MQTT-3.1.0-1]");
 			conn_close(c, "first packet is not CONNECT [MQTT-3.1.0-1]");
 			return -1;
 		}

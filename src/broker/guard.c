@@ -146,6 +146,16 @@ static void op_publish(void *ctx, const struct moat_sec_event *e)
 
 	if (e->kind == MOAT_SEC_BANNED)
 		atomic_store(&b->bans_dirty, true);
+	if (e->kind == MOAT_SEC_BANNED && e->addr && e->addr[0]) {
+		/* The ban takes over from the password gate: its step, not the gate's
+		 * window, says when the address may try again. */
+		struct gate_entry *g;
+
+		pthread_mutex_lock(&b->addr_lock);
+		if ((g = moat_map_get(&b->auth_gate, e->addr, strlen(e->addr))))
+			g->fails = 0;
+		pthread_mutex_unlock(&b->addr_lock);
+	}
 	if (b->secsys)
 		moat_sys_security(b->secsys, e);
 }
@@ -538,6 +548,8 @@ static void gate_limits(const struct moat_config *c, uint32_t *threshold, uint32
 	moat_sentinel_conf_defaults(&sc);
 	*threshold = d->set ? (d->enabled ? d->threshold : 0) : sc.det[MOAT_DET_AUTH_FAIL_ADDR].threshold;
 	*window_s = d->set ? d->window_s : sc.det[MOAT_DET_AUTH_FAIL_ADDR].window_s;
+	if (d->set && d->enabled && d->action != MOAT_ACT_BAN)
+		*threshold = 0; /* the policy is not to refuse: the gate does not either */
 	if (!c->sentinel)
 		*threshold = 0;
 }
@@ -590,10 +602,10 @@ uint8_t guard_auth_begin(struct moat_conn *c, const char **why)
 			g->window_ms = now;
 		}
 		if (threshold && g->fails >= threshold) {
-			rc = MOAT_RC_BANNED;
+			rc = MOAT_RC_CONNECTION_RATE_EXCEEDED; /* until the sentinel's ban lands */
 			*why = "too many failed logins from this address";
 		} else if (g->inflight >= AUTH_INFLIGHT_MAX) {
-			rc = MOAT_RC_SERVER_BUSY;
+			rc = MOAT_RC_CONNECTION_RATE_EXCEEDED;
 			*why = "too many logins at once from this address";
 		} else {
 			g->inflight++;

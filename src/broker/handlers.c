@@ -387,6 +387,8 @@ int handle_packet(struct moat_conn *c, struct moat_mqtt_packet *p)
 
 	if (!(h->states & (1u << c->state))) {
 		if (c->state == C_NEW) {
+			guard_event(c, MOAT_SEC_PROTOCOL_VIOLATION,
+				    "first packet is not CONNECT [MQTT-3.1.0-1]");
 			conn_close(c, "first packet is not CONNECT [MQTT-3.1.0-1]");
 			return -1;
 		}

@@ -163,7 +163,7 @@ def test_parallel_brute_force_cannot_buy_hashes_in_bulk(sentinel_broker, tmp_pat
         codes.append(p[1][1] if p else None)
         r.close()
     assert all(c in (3, 4, 5, None) for c in codes), codes
-    assert codes.count(3) >= 40, "the burst was not held to 8 checks at once: %r" % codes
+    assert codes.count(3) >= 40, "the burst was not held to 8 checks at once: %r" % codes  # 0x9F in 3.1.1
     assert wait_for(lambda: audit_has(b.audit, "rate_limited", "logins at once"))
     # then one guess after another, until the address is banned
     for i in range(30):
@@ -176,7 +176,7 @@ def test_parallel_brute_force_cannot_buy_hashes_in_bulk(sentinel_broker, tmp_pat
         r.close()
         if p is None:  # closed at accept: banned
             break
-        assert p[1][1] in (4, 5), p
+        assert p[1][1] in (3, 4, 5), p  # 3: the gate (0x9F) before the ban lands
     assert wait_for(lambda: audit_has(b.audit, "banned", ATTACKER))
     hashed = len(audit_has(b.audit, "auth_failure", "alice"))
     assert 10 <= hashed <= 10 + 8, "%d wrong passwords were hashed" % hashed
