@@ -39,7 +39,7 @@ ALL_LDFLAGS := $(LDHARDEN) $(SANLD) -pthread $(LDFLAGS)
 
 # ---- sources, by layer ----
 
-CORE_SRC := src/core/error.c src/core/log.c src/core/map.c src/core/mem.c src/core/utf8.c
+CORE_SRC := src/core/error.c src/core/file.c src/core/log.c src/core/map.c src/core/mem.c src/core/utf8.c
 MQTT_SRC := src/mqtt/decode.c src/mqtt/encode.c src/mqtt/fault.c src/mqtt/frame.c \
 	src/mqtt/props.c src/mqtt/reason.c src/mqtt/topic.c
 LIB_SRC := $(CORE_SRC) $(MQTT_SRC)

@@ -1,7 +1,10 @@
 /*
- * error.c - names of moat's error codes.
+ * error.c - names of moat's error codes, and filling a caller's err buffer.
  */
 #include "core/error.h"
+
+#include <stdarg.h>
+#include <stdio.h>
 
 static const char *const messages[] = {
 	[0] = "success",
@@ -26,4 +29,15 @@ const char *moat_strerror(int code)
 	if (code > 0 || code < MOAT_E_LAST)
 		return "unknown error";
 	return messages[-code];
+}
+
+void moat_set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!err || !errlen)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
 }

@@ -4,9 +4,13 @@
  * Every fallible function returns int: 0 on success, a negative MOAT_E* code on
  * failure. Out-parameters are written only on success. moat_strerror() turns a
  * code into a fixed English phrase suitable for logs; it never returns NULL.
+ * Functions that explain a failure take a caller's (err, errlen) buffer and
+ * fill it with moat_set_err().
  */
 #ifndef MOAT_CORE_ERROR_H
 #define MOAT_CORE_ERROR_H
+
+#include <stddef.h>
 
 enum {
 	MOAT_OK = 0,
@@ -29,5 +33,9 @@ enum {
 
 /* Returns a static, never-NULL description of code (0 or a MOAT_E* value). */
 const char *moat_strerror(int code);
+
+/* Formats a message into err[0..errlen), truncating; does nothing if err is NULL or errlen 0. */
+void moat_set_err(char *err, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 
 #endif

@@ -104,20 +104,6 @@ struct audit_line {
 	bool rotated;          /* "kind":"rotated" */
 };
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || !errlen)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 /* Writes the lower-case hex SHA-256 of p[0..n) to hex (65 bytes). Returns 0 or MOAT_ENOMEM. */
 static int sha256_hex(const void *p, size_t n, char *hex)
 {
@@ -582,12 +568,12 @@ static int read_last_line(int fd, uint64_t size, const char *file, struct audit_
 	int rc = MOAT_ECONFIG;
 
 	if (!buf) {
-		set_err(err, errlen, "%s: out of memory", file);
+		moat_set_err(err, errlen, "%s: out of memory", file);
 		return MOAT_EIO;
 	}
 	got = pread(fd, buf, want, (off_t)(size - want));
 	if (got != (ssize_t)want) {
-		set_err(err, errlen, "%s: %s", file, got < 0 ? strerror(errno) : "short read");
+		moat_set_err(err, errlen, "%s: %s", file, got < 0 ? strerror(errno) : "short read");
 		rc = MOAT_EIO;
 		goto fail;
 	}
@@ -608,7 +594,7 @@ static int read_last_line(int fd, uint64_t size, const char *file, struct audit_
 	return 0;
 fail:
 	if (why)
-		set_err(err, errlen,
+		moat_set_err(err, errlen,
 			"%s: %s; refusing to continue an audit log whose last line does not verify",
 			file, why);
 	free(buf);
@@ -628,7 +614,7 @@ static int chain_from(struct moat_audit *a, int fd, const char *file, uint64_t *
 	int rc;
 
 	if (fstat(fd, &st) != 0) {
-		set_err(err, errlen, "%s: %s", file, strerror(errno));
+		moat_set_err(err, errlen, "%s: %s", file, strerror(errno));
 		return MOAT_EIO;
 	}
 	*size = (uint64_t)st.st_size;
@@ -660,7 +646,7 @@ static int resume(struct moat_audit *a, char *err, size_t errlen)
 	if (fd < 0 && errno == ENOENT)
 		return 0;
 	if (fd < 0) {
-		set_err(err, errlen, "%s: %s", old, strerror(errno));
+		moat_set_err(err, errlen, "%s: %s", old, strerror(errno));
 		return MOAT_EIO;
 	}
 	rc = chain_from(a, fd, old, &old_size, err, errlen);
@@ -676,7 +662,7 @@ int moat_audit_open(const char *path, uint64_t max_size, int keep, struct moat_a
 	int rc = MOAT_ECONFIG;
 
 	if (!path || !path[0] || (max_size && (keep < 1 || keep > 99))) {
-		set_err(err, errlen, "audit log: a path, and a keep of 1 to 99, are needed");
+		moat_set_err(err, errlen, "audit log: a path, and a keep of 1 to 99, are needed");
 		goto fail;
 	}
 	rc = MOAT_EIO;
@@ -690,13 +676,13 @@ int moat_audit_open(const char *path, uint64_t max_size, int keep, struct moat_a
 		a->fresh = malloc(a->name_cap);
 	}
 	if (!a || !a->path || !a->name || !a->name2 || !a->fresh) {
-		set_err(err, errlen, "audit log: out of memory");
+		moat_set_err(err, errlen, "audit log: out of memory");
 		goto fail;
 	}
 	snprintf(a->fresh, a->name_cap, "%s.new", path);
 	a->fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
 	if (a->fd < 0) {
-		set_err(err, errlen, "%s: %s", path, strerror(errno));
+		moat_set_err(err, errlen, "%s: %s", path, strerror(errno));
 		goto fail;
 	}
 	a->max_size = max_size;
@@ -891,12 +877,12 @@ int moat_audit_verify(const char *path, const char *prev_hash, uint64_t *lines, 
 	FILE *f = fopen(path, "re");
 
 	if (prev_hash && !is_hex64(prev_hash, strlen(prev_hash))) {
-		set_err(err, errlen, "%s: the previous hash given is not 64 hex digits", path);
+		moat_set_err(err, errlen, "%s: the previous hash given is not 64 hex digits", path);
 		rc = MOAT_EINVAL;
 		goto fail;
 	}
 	if (!f) {
-		set_err(err, errlen, "%s: %s", path, strerror(errno));
+		moat_set_err(err, errlen, "%s: %s", path, strerror(errno));
 		goto fail;
 	}
 	snprintf(prev, sizeof(prev), "%s", prev_hash ? prev_hash : ZERO_HASH);
@@ -910,7 +896,7 @@ int moat_audit_verify(const char *path, const char *prev_hash, uint64_t *lines, 
 			why = verify_line(buf, (size_t)n - 1, no, have_prev ? prev : NULL, prev_seq,
 					  &l, why_buf, sizeof(why_buf));
 		if (why) {
-			set_err(err, errlen, "%s:%" PRIu64 ": %s", path, no, why);
+			moat_set_err(err, errlen, "%s:%" PRIu64 ": %s", path, no, why);
 			rc = MOAT_EPROTOCOL;
 			goto fail;
 		}
@@ -919,7 +905,7 @@ int moat_audit_verify(const char *path, const char *prev_hash, uint64_t *lines, 
 		have_prev = true;
 	}
 	if (ferror(f)) {
-		set_err(err, errlen, "%s: %s", path, strerror(errno));
+		moat_set_err(err, errlen, "%s: %s", path, strerror(errno));
 		goto fail;
 	}
 	if (lines)

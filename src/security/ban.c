@@ -58,18 +58,15 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "core/error.h"
+#include "core/file.h"
 #include "core/map.h"
 #include "core/rwlock.h"
 #include "core/vec.h"
@@ -892,20 +889,6 @@ size_t moat_bans_count(struct moat_bans *b, int64_t now)
 
 /* ---- the bans file: writing ---- */
 
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || !errlen)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 static int64_t sat_add(int64_t x, int64_t y)
 {
 	int64_t r;
@@ -969,69 +952,6 @@ static int format_bans(struct moat_bans *b, struct text *t, int64_t now_ms, int6
 	return 0;
 }
 
-static int write_full(int fd, const char *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t k = write(fd, p, n);
-
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k <= 0)
-			return -1;
-		p += k;
-		n -= (size_t)k;
-	}
-	return 0;
-}
-
-/*
- * Writes data to path atomically: a temporary file beside it (mode 0600),
- * fsync, rename, fsync of the directory. On failure path is unchanged and
- * the temporary file removed.
- */
-static int write_atomic(const char *path, const char *data, size_t n, char *err, size_t errlen)
-{
-	const char *slash = strrchr(path, '/');
-	char *tmp = NULL, *dir = NULL;
-	int fd = -1, dfd, rc = MOAT_EIO;
-
-	if (asprintf(&tmp, "%s.XXXXXX", path) < 0 ||
-	    !(dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup("."))) {
-		errno = ENOMEM;
-		goto fail;
-	}
-	if ((fd = mkostemp(tmp, O_CLOEXEC)) < 0) {
-		free(tmp);
-		tmp = NULL;
-		goto fail;
-	}
-	if (fchmod(fd, 0600) < 0 || write_full(fd, data, n) < 0 || fsync(fd) < 0)
-		goto fail;
-	rc = close(fd);
-	fd = -1;
-	if (rc < 0 || rename(tmp, path) < 0) {
-		rc = MOAT_EIO;
-		goto fail;
-	}
-	free(tmp);
-	tmp = NULL;
-	if ((dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
-		(void)fsync(dfd); /* best effort: the rename is done */
-		close(dfd);
-	}
-	rc = 0;
-fail:
-	if (rc < 0)
-		seterr(err, errlen, "%s: %s", path, strerror(errno));
-	if (fd >= 0)
-		close(fd);
-	if (tmp)
-		unlink(tmp);
-	free(tmp);
-	free(dir);
-	return rc;
-}
-
 int moat_bans_save(struct moat_bans *b, const char *path, int64_t now_ms, int64_t wall_s,
 		   char *err, size_t errlen)
 {
@@ -1045,9 +965,9 @@ int moat_bans_save(struct moat_bans *b, const char *path, int64_t now_ms, int64_
 	rc = format_bans(b, &t, now_ms, wall_s);
 	pthread_rwlock_unlock(&b->lock);
 	if (rc < 0)
-		seterr(err, errlen, "%s: out of memory", path);
+		moat_set_err(err, errlen, "%s: out of memory", path);
 	else
-		rc = write_atomic(path, t.p, t.n, err, errlen);
+		rc = moat_file_replace(path, t.p, t.n, err, errlen);
 	free(t.p);
 	return rc;
 }
@@ -1066,7 +986,7 @@ struct parse {
 
 static int why(struct parse *p, size_t line, int rc, const char *msg)
 {
-	seterr(p->err, p->errlen, "%s:%zu: %s", p->name, line, msg);
+	moat_set_err(p->err, p->errlen, "%s:%zu: %s", p->name, line, msg);
 	return rc;
 }
 
@@ -1216,7 +1136,7 @@ static int commit(struct moat_bans *b, struct parse *p)
 		if ((rc = place(b, p->v[i].e, false, &p->v[i])) == MOAT_EDENIED)
 			rc = 0; /* the allow-list now covers it: not banned */
 	if (rc < 0) {
-		seterr(p->err, p->errlen, "%s: %s", p->name,
+		moat_set_err(p->err, p->errlen, "%s: %s", p->name,
 		       b->hn >= b->max ? "the bans table is full" : "out of memory");
 		while (i-- > 0)
 			unplace(b, &p->v[i]);
@@ -1287,14 +1207,14 @@ int moat_bans_load(struct moat_bans *b, const char *path, int64_t now_ms, int64_
 	if (!(f = fopen(path, "re"))) {
 		if (errno == ENOENT)
 			return 0;
-		seterr(err, errlen, "%s: %s", path, strerror(errno));
+		moat_set_err(err, errlen, "%s: %s", path, strerror(errno));
 		return MOAT_EIO;
 	}
 	parse_init(&p, b, path, now_ms, wall_s, err, errlen);
 	while (rc == 0 && read_line(f, buf, sizeof(buf), &n))
 		rc = stage_line(&p, buf, n, line++);
 	if (rc == 0 && ferror(f)) {
-		seterr(err, errlen, "%s: read error", path);
+		moat_set_err(err, errlen, "%s: read error", path);
 		rc = MOAT_EIO;
 	}
 	fclose(f);

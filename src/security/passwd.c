@@ -37,7 +37,6 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +49,7 @@
 #include <sodium.h>
 
 #include "core/error.h"
+#include "core/file.h"
 #include "core/map.h"
 #include "core/utf8.h"
 #include "security/scram.h"
@@ -137,18 +137,6 @@ static int ready(void)
 {
 	pthread_once(&init_once, init_process);
 	return sodium_ready;
-}
-
-__attribute__((format(printf, 3, 4)))
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
 }
 
 /* ---- small parsers ---- */
@@ -573,7 +561,7 @@ int moat_passwd_parse(const char *text, size_t n, const char *name, struct moat_
 	int rc = MOAT_ECONFIG;
 
 	if (ready() < 0) {
-		seterr(err, errlen, "%s: libsodium cannot start", name);
+		moat_set_err(err, errlen, "%s: libsodium cannot start", name);
 		return MOAT_EIO;
 	}
 	if (!(p = calloc(1, sizeof(*p)))) {
@@ -605,11 +593,11 @@ fail:
 	if (why && strcmp(why, "out of memory") == 0)
 		rc = MOAT_ENOMEM;
 	if (first)
-		seterr(err, errlen, "%s:%u: %s (first on line %u)", name, line, why, first);
+		moat_set_err(err, errlen, "%s:%u: %s (first on line %u)", name, line, why, first);
 	else if (line)
-		seterr(err, errlen, "%s:%u: %s", name, line, why);
+		moat_set_err(err, errlen, "%s:%u: %s", name, line, why);
 	else
-		seterr(err, errlen, "%s: %s", name, why);
+		moat_set_err(err, errlen, "%s: %s", name, why);
 	moat_passwd_free(p);
 	return rc;
 }
@@ -659,7 +647,7 @@ static int read_all(const char *path, char **out, size_t *n, char *err, size_t e
 	*n = len;
 	return 0;
 fail:
-	seterr(err, errlen, "%s: %s", path, why ? why : strerror(errno));
+	moat_set_err(err, errlen, "%s: %s", path, why ? why : strerror(errno));
 	if (fd >= 0)
 		close(fd);
 	wipe_free(buf, cap);
@@ -991,88 +979,6 @@ static int rewrite(const char *old, size_t n, const char *user, const char *hash
 	return 0;
 }
 
-static int write_full(int fd, const char *p, size_t n)
-{
-	ssize_t k;
-
-	while (n) {
-		k = write(fd, p, n);
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k <= 0)
-			return -1;
-		p += k;
-		n -= (size_t)k;
-	}
-	return 0;
-}
-
-/* The directory part of path ("." if none), owned. */
-static char *dir_of(const char *path)
-{
-	const char *slash = strrchr(path, '/');
-
-	if (!slash)
-		return strdup(".");
-	if (slash == path)
-		return strdup("/");
-	return strndup(path, (size_t)(slash - path));
-}
-
-/*
- * Writes data to path atomically: a temporary file in the same directory
- * (mode 0600, the old file's owner if we may), fsync, rename, fsync of the
- * directory. On failure path is unchanged and the temporary file removed.
- */
-static int write_atomic(const char *path, const char *data, size_t n, char *err, size_t errlen)
-{
-	char *dir = dir_of(path), *tmp = NULL;
-	const char *base = strrchr(path, '/');
-	struct stat st;
-	int fd = -1, dfd, rc = MOAT_EIO;
-
-	base = base ? base + 1 : path;
-	if (!dir || asprintf(&tmp, "%s/.%s.XXXXXX", dir, base) < 0) {
-		tmp = NULL;
-		errno = ENOMEM;
-		goto fail;
-	}
-	if ((fd = mkostemp(tmp, O_CLOEXEC)) < 0) {
-		free(tmp);
-		tmp = NULL;
-		goto fail;
-	}
-	if (fchmod(fd, 0600) < 0 || (stat(path, &st) == 0 && fchown(fd, st.st_uid, st.st_gid) < 0 &&
-				     errno != EPERM))
-		goto fail;
-	if (write_full(fd, data, n) < 0 || fsync(fd) < 0)
-		goto fail;
-	if (close(fd) < 0) {
-		fd = -1;
-		goto fail;
-	}
-	fd = -1;
-	if (rename(tmp, path) < 0)
-		goto fail;
-	free(tmp);
-	tmp = NULL;
-	if ((dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
-		(void)fsync(dfd); /* best effort: the rename is done */
-		close(dfd);
-	}
-	rc = 0;
-fail:
-	if (rc < 0)
-		seterr(err, errlen, "%s: %s", path, strerror(errno));
-	if (fd >= 0)
-		close(fd);
-	if (tmp)
-		unlink(tmp);
-	free(tmp);
-	free(dir);
-	return rc;
-}
-
 /* The file a write should replace: path through symlinks, or path itself if absent. */
 static char *target_of(const char *path, char *err, size_t errlen)
 {
@@ -1081,7 +987,7 @@ static char *target_of(const char *path, char *err, size_t errlen)
 	if (!real && errno == ENOENT)
 		real = strdup(path);
 	if (!real)
-		seterr(err, errlen, "%s: %s", path, strerror(errno));
+		moat_set_err(err, errlen, "%s: %s", path, strerror(errno));
 	return real;
 }
 
@@ -1093,17 +999,17 @@ static int edit_args_ok(const char *user, const char *hash, char *err, size_t er
 	const char *why;
 
 	if (!user || (why = user_problem(u)) != NULL) {
-		seterr(err, errlen, "%s", user ? why : "no user name");
+		moat_set_err(err, errlen, "%s", user ? why : "no user name");
 		return MOAT_EINVAL;
 	}
 	if (blank(user[0]) || blank(user[u.n - 1]) || user[0] == '#') {
-		seterr(err, errlen, "user name starts with '#' or starts or ends with a blank");
+		moat_set_err(err, errlen, "user name starts with '#' or starts or ends with a blank");
 		return MOAT_EINVAL;
 	}
 	if (!hash)
 		return 0;
 	if (!(e = entry_new(u, (struct span){hash, strlen(hash)}, 0, &why))) {
-		seterr(err, errlen, "%s", why);
+		moat_set_err(err, errlen, "%s", why);
 		return strcmp(why, "out of memory") == 0 ? MOAT_ENOMEM : MOAT_EINVAL;
 	}
 	entry_free(e);
@@ -1155,11 +1061,11 @@ int moat_passwd_edit(const char *path, const char *user, const char *hash, bool 
 	if (!create && (rc = read_all(target, &old, &n, err, errlen)) < 0)
 		goto fail;
 	if ((rc = rewrite(old, n, user, hash, &out)) < 0) {
-		seterr(err, errlen, "%s: %s", path,
+		moat_set_err(err, errlen, "%s: %s", path,
 		       rc == MOAT_ENOTFOUND ? "no such user" : "out of memory");
 		goto fail;
 	}
-	rc = write_atomic(target, out.p, out.len, err, errlen);
+	rc = moat_file_replace(target, out.p, out.len, err, errlen);
 fail:
 	if (lock >= 0)
 		close(lock); /* releases the flock */
