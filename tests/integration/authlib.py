@@ -25,7 +25,7 @@ import pytest
 
 from moatlib import (MOAT, MOATD, Broker, Client, Raw, connect5_packet,  # noqa: F401
                      connect_packet, packet, parse_connack, parse_reason, props, varint,
-                     wait_for)
+                     free_port, wait_for)
 import scram_client
 
 TIMEOUT = 20
@@ -352,14 +352,6 @@ def reload(b, timeout=10):
     before = n()
     b.proc.send_signal(signal.SIGHUP)
     assert wait_for(lambda: n() > before, timeout), "no reload line:\n" + b.output()[-3000:]
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 # ---- a broker whose config text needs its own port ----

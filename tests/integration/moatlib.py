@@ -19,12 +19,20 @@ MOATD = os.path.join(BUILD, "moatd")
 MOAT = os.path.join(BUILD, "moat")
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+_handed_out = set()
+
+
+def free_port(host="127.0.0.1"):
+    """A port free now on host, never one this process was given before: two calls in a
+    row could otherwise get the same port from the kernel, and a config with two
+    listeners on it is refused."""
+    while True:
+        with socket.socket() as s:
+            s.bind((host, 0))
+            port = s.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 class Broker:

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import pytest
 
-from moatlib import Broker
+from moatlib import Broker, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD = Path(os.environ.get("MOAT_BUILD", REPO / "build"))
@@ -50,12 +50,6 @@ needs_mosquitto = pytest.mark.skipif(not os.path.exists(MOSQUITTO),
 
 
 # ---- processes ----
-
-def free_port():
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
 
 def moat(*args, timeout=TIMEOUT, input=None):
     """Runs moat to completion; returns the CompletedProcess (bytes)."""
