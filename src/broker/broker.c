@@ -241,13 +241,14 @@ static void reload(struct moat_broker *b, const char *path)
 		moat_log(MOAT_LOG_LVL_WARNING, "reload_partial need_restart=\"%s\"", msg);
 	else
 		moat_log(MOAT_LOG_LVL_NOTICE, "reloaded file=%s", path);
+	reload_tls(b);
+	reload_auth(b);
+	guard_reload(b);
+	/* after the new settings are handed on (live sessions are re-checked by their workers) */
 	snprintf(why, sizeof(why), n ? "applied; these need a restart: %s" : "applied", msg);
 	guard_note(MOAT_SEC_RELOAD, why);
 	if (b->conf->lockdown != was_locked)
 		guard_note(MOAT_SEC_LOCKDOWN, b->conf->lockdown ? "on" : "off");
-	reload_tls(b);
-	reload_auth(b);
-	guard_reload(b);
 }
 
 static int setup_fds(const struct moat_broker *b, int *sfd, int *tfd)

@@ -5,31 +5,28 @@ back), MQTT 5 QoS 1/2 publishes over the rate are answered PUBACK/PUBREC 0x97 (q
 exceeded), and a client that keeps flooding is disconnected by the sentinel with
 DISCONNECT 0x96 (message rate too high). The attacker connects from 127.0.0.2; the
 allow-list holds only 127.0.0.1, where a bystander publisher and subscriber keep their
-numbered sequence whole throughout.
+numbered sequence whole throughout (the rate limits apply to them too: they are slowed,
+not robbed). The scene, the bystander and the checks are sentinellib.py's.
 
 Covers:
   - MQTT 5 QoS 1 flood: PUBACKs with 0x97, rate_limited and detection events in the audit
-    log, DISCONNECT 0x96, the bystander loses nothing; the attacker may come back;
+    log and on $SYS, DISCONNECT 0x96, no ban; the attacker may come back;
   - MQTT 3.1.1 QoS 0 flood with the detector off: the broker reads it at the configured
     rate (back-pressure) and delivers every message, in order;
   - max_byte_rate alone slows a client sending big payloads;
-  - max_accept_rate: a listener's new connections per second, all addresses together.
+  - max_accept_rate: a listener's new connections per second, all addresses together;
+  - $SYS/moat/events/<kind> and $SYS/moat/bans/count follow a ban and its end.
 """
-import threading
 import time
 
-import paho.mqtt.client as mqtt
+from moatlib import connect_packet, make_broker, publish_packet, wait_for, watchdog  # noqa: F401
+from sentinellib import (ATTACKER, GOOD, ban_runs_its_course, connect_burst,  # noqa: F401
+                         disconnected, has, scene, sentenced, uniq)
 
-from moatlib import Raw, connect_packet, publish_packet
-from sentinellib import ATTACKER, Bystander, audit_has, sentinel_broker, raw_from, wait_for  # noqa: F401
 
-def test_v5_qos1_flood_gets_0x97_then_0x96(sentinel_broker):
-    b = sentinel_broker("max_message_rate 20\nsentinel_publish_flood 3 30 disconnect\n")
-    by = Bystander(b.port)
-    r = raw_from(b.port)
-    r.send(connect_packet("flooder", version=5))
-    first, body = r.recv_packet()
-    assert first == 0x20 and body[1] == 0
+def test_v5_qos1_flood_gets_0x97_then_0x96(scene):
+    watch, by = scene.begin("max_message_rate 20\nsentinel_publish_flood 3 30 disconnect\n")
+    r = scene.session(ATTACKER, 5, client_id="flooder")
     codes = {}
     disconnect = None
     deadline = time.time() + 20
@@ -42,7 +39,7 @@ def test_v5_qos1_flood_gets_0x97_then_0x96(sentinel_broker):
             burst += publish_packet("flood/x", b"x" * 10, qos=1, pid=pid, version=5)
         try:
             r.send(burst)
-        except OSError:
+        except OSError:  # closed, or a send timeout while the broker does not read
             pass
         while True:
             p = r.recv_packet(timeout=0.05)
@@ -58,124 +55,86 @@ def test_v5_qos1_flood_gets_0x97_then_0x96(sentinel_broker):
     assert codes.get(0x97), "no PUBACK 0x97: %r" % codes
     assert codes.get(0x10) or codes.get(0), "the publishes within the rate are taken: %r" % codes
     assert r.closed()
-    assert wait_for(lambda: audit_has(b.audit, "rate_limited", "flooder"))
-    assert wait_for(lambda: audit_has(b.audit, "detection", "publish_flood"))
-    assert wait_for(lambda: audit_has(b.audit, "kicked", "flooder"))
-    assert not audit_has(b.audit, "banned")
+    scene.audit.wait(kind="rate_limited", client_id="flooder", host=ATTACKER)
+    disconnected(scene, watch, "publish_flood: 3 in 30 s by client id -> disconnect",
+                 client_id="flooder")
     # a disconnect is not a ban: the client may come back and behave
-    back = raw_from(b.port)
-    back.send(connect_packet("flooder", version=5))
-    first, body = back.recv_packet()
-    assert first == 0x20 and body[1] == 0
-    back.send(publish_packet("flood/x", b"ok", qos=1, pid=1, version=5))
-    first, body = back.recv_packet()
-    assert first >> 4 == 4 and (len(body) < 3 or body[2] < 0x80)
-    back.close()
-    by.finish()
+    back = scene.session(ATTACKER, 5, client_id="flooder")
+    assert back.publish("flood/x", b"ok", qos=1, pid=1) < 0x80
+    by.check()
 
 
-def test_v311_qos0_flood_is_slowed_not_dropped(sentinel_broker):
-    b = sentinel_broker("max_message_rate 50\nsentinel_publish_flood off\n")
-    by = Bystander(b.port)
-    got = []
-    sub = mqtt.Client(client_id="watch", protocol=mqtt.MQTTv311)
-    sub.on_message = lambda c, u, m: got.append(int(m.payload))
-    ok = threading.Event()
-    sub.on_subscribe = lambda *a: ok.set()
-    sub.connect("127.0.0.1", b.port)
-    sub.loop_start()
-    sub.subscribe("flood/#", qos=0)
-    assert ok.wait(5)
-    att = mqtt.Client(client_id="paho-flood", protocol=mqtt.MQTTv311)
-    att.connect("127.0.0.1", b.port, bind_address=ATTACKER)
-    att.loop_start()
-    total = 400
+def _flood_is_slowed(scene, client_id, payloads):
+    """The attacker's 3.1.1 client publishes payloads to flood/x at QoS 0 as fast as paho
+    goes, watched by a subscriber on 127.0.0.1: 1.5 s later less than half has arrived
+    (back-pressure), then all of it does; the client is rate_limited, not kicked. Returns
+    the payloads received and the seconds they took."""
+    sub = scene.client(GOOD, client_id=uniq("watch"), version=4)
+    assert sub.attempt() == 0
+    assert sub.subscribe("flood/#", qos=0) == [0]
+    att = scene.client(ATTACKER, client_id=client_id, version=4)
+    assert att.attempt() == 0
+    n = len(payloads)
     start = time.time()
-    for i in range(total):
-        att.publish("flood/y", str(i), qos=0)
+    for p in payloads:
+        att.c.publish("flood/x", p, qos=0)
     time.sleep(1.5)
-    early = len(got)
-    # 50/s with a burst of 50: about 125 by now, far from all 400
-    assert early < total / 2, "no back-pressure: %d of %d delivered in 1.5 s" % (early, total)
-    assert wait_for(lambda: len(got) >= total, 25), "lost: %d of %d" % (len(got), total)
-    assert got == list(range(total)), "out of order or duplicated"
-    assert time.time() - start > 4  # 400 at 50/s takes about 7 s
-    assert wait_for(lambda: audit_has(b.audit, "rate_limited", "paho-flood"))
-    assert not audit_has(b.audit, "kicked")
-    for c in (att, sub):
-        c.disconnect()
-        c.loop_stop()
-    by.finish()
+    early = len(sub.payloads("flood/x"))
+    assert early < n / 2, "no back-pressure: %d of %d delivered in 1.5 s" % (early, n)
+    assert wait_for(lambda: len(sub.payloads("flood/x")) >= n, 25), \
+        "lost: %d of %d" % (len(sub.payloads("flood/x")), n)
+    took = time.time() - start
+    scene.audit.wait(kind="rate_limited", client_id=client_id, host=ATTACKER)
+    assert scene.audit.events(kind="kicked") == []
+    return sub.payloads("flood/x"), took
 
 
-def test_byte_rate_slows_big_payloads(sentinel_broker):
-    b = sentinel_broker("max_byte_rate 20000\nsentinel_publish_flood off\n")
-    got = []
-    sub = mqtt.Client(client_id="watch", protocol=mqtt.MQTTv311)
-    sub.on_message = lambda c, u, m: got.append(len(m.payload))
-    ok = threading.Event()
-    sub.on_subscribe = lambda *a: ok.set()
-    sub.connect("127.0.0.1", b.port)
-    sub.loop_start()
-    sub.subscribe("big", qos=0)
-    assert ok.wait(5)
-    att = mqtt.Client(client_id="big-sender", protocol=mqtt.MQTTv311)
-    att.connect("127.0.0.1", b.port)
-    att.loop_start()
+def test_v311_qos0_flood_is_slowed_not_dropped(scene):
+    _, by = scene.begin("max_message_rate 50\nsentinel_publish_flood off\n", watch=False)
+    total = 400
+    # 50/s with a burst of 50: about 125 after 1.5 s, far from all 400
+    got, took = _flood_is_slowed(scene, "paho-flood", [b"%d" % i for i in range(total)])
+    assert [int(p) for p in got] == list(range(total)), "out of order or duplicated"
+    assert took > 4  # 400 at 50/s takes about 7 s
+    by.check()
+
+
+def test_byte_rate_slows_big_payloads(scene):
+    _, by = scene.begin("max_byte_rate 20000\nsentinel_publish_flood off\n", watch=False)
     n = 20  # 20 x 10 kB = 200 kB at 20 kB/s: about 9 s
-    for _ in range(n):
-        att.publish("big", b"z" * 10000, qos=0)
-    time.sleep(1.5)
-    assert len(got) < n / 2, "no byte-rate back-pressure: %d of %d" % (len(got), n)
-    assert wait_for(lambda: len(got) >= n, 25), "lost: %d of %d" % (len(got), n)
-    assert wait_for(lambda: audit_has(b.audit, "rate_limited", "big-sender"))
-    for c in (att, sub):
-        c.disconnect()
-        c.loop_stop()
+    got, took = _flood_is_slowed(scene, "big-sender", [b"z" * 10000] * n)
+    assert got == [b"z" * 10000] * n
+    assert took > 4
+    by.check()
 
 
-def test_listener_accept_rate(sentinel_broker):
-    b = sentinel_broker("max_accept_rate 5\n")
-    refused = accepted = 0
-    for i in range(40):
-        r = Raw(b.port)
-        try:
-            r.send(connect_packet("acc-%d" % i, version=4))
-            pkt = r.recv_packet(timeout=2)
-        except OSError:
-            pkt = None
-        if pkt and pkt[0] == 0x20:
-            accepted += 1
-        else:
-            refused += 1
-        r.close()
-    # a burst of 10 (the test's start-up probe took one), then 5 a second: most of a
-    # fast run of 40 is refused
-    assert accepted >= 8 and refused >= 10, (accepted, refused)
-    assert wait_for(lambda: audit_has(b.audit, "rate_limited", "max_accept_rate"))
+def test_listener_accept_rate(scene):
+    _, by = scene.begin("max_accept_rate 5\n", watch=False)
+    time.sleep(2)  # the bucket (10) fills up again after the bystander's connections
+    accepted = connect_burst(scene, 40)
+    # a burst of 10, then 5 a second: most of 40 at once is refused
+    assert accepted >= 8 and 40 - accepted >= 10, accepted
+    scene.audit.wait(kind="rate_limited", reason=has("max_accept_rate"))
     time.sleep(1.2)
-    r = Raw(b.port)
+    r = scene.raw()
     r.send(connect_packet("after", version=4))
     assert r.recv_packet(timeout=3)[0] == 0x20
-    r.close()
+    by.check()
 
 
-def test_sys_counts_security_events(sentinel_broker):
+def test_sys_counts_security_events(scene):
     """$SYS/moat/events/<kind> counts every event of the kind; $SYS/moat/bans/count the
-    bans in force (here one, placed by the violations detector)."""
-    b = sentinel_broker("sys_interval 1\nsentinel_violations 1 60 ban\nsentinel_ban_steps 30\n")
-    r = raw_from(b.port)
+    bans in force (here one, placed by the violations detector, then none once it ends)."""
+    _, by = scene.begin("sys_interval 1\nsentinel_violations 1 60 ban\n", watch=False)
+    sys = scene.watch("$SYS/moat/events/#", "$SYS/moat/bans/count")
+    r = scene.raw()
     r.send(b"\x10\x00")  # a CONNECT with no body: a protocol violation
-    assert r.closed()
-    seen = {}
-    sub = mqtt.Client(client_id="sys-watch", protocol=mqtt.MQTTv311)
-    sub.on_message = lambda c, u, m: seen.__setitem__(m.topic, int(m.payload))
-    sub.connect("127.0.0.1", b.port)
-    sub.loop_start()
-    sub.subscribe([("$SYS/moat/events/#", 0), ("$SYS/moat/bans/count", 0)])
-    assert wait_for(lambda: seen.get("$SYS/moat/events/banned", 0) >= 1, 10), seen
-    assert seen.get("$SYS/moat/events/protocol_violation", 0) >= 1, seen
-    assert wait_for(lambda: seen.get("$SYS/moat/bans/count") == 1, 5), seen
-    assert "$SYS/moat/events/auth_success" in seen
-    sub.disconnect()
-    sub.loop_stop()
+    assert r.wait_closed(5)[0]
+    ban = sentenced(scene, None, "violations: 1 in 60 s by address -> ban")
+    assert wait_for(lambda: (sys.last("$SYS/moat/events/banned") or 0) >= 1, 10)
+    assert sys.last("$SYS/moat/events/protocol_violation") >= 1
+    assert wait_for(lambda: sys.last("$SYS/moat/bans/count") == 1, 5)
+    assert sys.last("$SYS/moat/events/auth_success") is not None
+    ban_runs_its_course(scene, ban)
+    assert wait_for(lambda: sys.last("$SYS/moat/bans/count") == 0, 5)
+    by.check()
