@@ -78,7 +78,9 @@ static void sink(void *ctx, const struct moat_sec_event *e)
 		moat_sentinel_submit(s, e);
 }
 
-void guard_event(struct moat_conn *c, enum moat_sec_kind kind, const char *reason)
+/* An event about connection c, with a value the kind gives meaning to. */
+static void conn_event(struct moat_conn *c, enum moat_sec_kind kind, const char *reason,
+		       int64_t value)
 {
 	struct moat_sec_event e = {
 		.kind = kind,
@@ -88,8 +90,14 @@ void guard_event(struct moat_conn *c, enum moat_sec_kind kind, const char *reaso
 		.method = c->session ? auth_method_name(c->proven) : NULL,
 		.reason = reason,
 		.port = c->listener->conf->port,
+		.value = value,
 	};
 	moat_sec_emit(&e);
+}
+
+void guard_event(struct moat_conn *c, enum moat_sec_kind kind, const char *reason)
+{
+	conn_event(c, kind, reason, 0);
 }
 
 /* An event about the broker itself (reload, lockdown): no client. */
@@ -211,6 +219,7 @@ static void sentinel_conf(const struct moat_config *c, struct moat_sentinel_conf
 		}
 	}
 	sc->availability_min_s = c->availability_s;
+	sc->throttle_s = c->throttle_s;
 	if (c->n_ban_steps) {
 		sc->n_ban_steps = c->n_ban_steps;
 		for (i = 0; i < c->n_ban_steps; i++)
@@ -666,9 +675,12 @@ bool guard_publish(struct moat_conn *c, size_t bytes)
 	if (ok)
 		return true;
 	if (c->paused_until <= now) { /* one event per pause */
+		bool throttled = now < c->throttled_until;
 		c->paused_until = now + 1000;
-		guard_event(c, MOAT_SEC_RATE_LIMITED,
-			    now < c->throttled_until ? "throttled" : "message or byte rate");
+		/* value 1: over the configured rates, what publish_flood counts; a pause
+		 * the sentinel's own throttle causes is the response, not more flooding */
+		conn_event(c, MOAT_SEC_RATE_LIMITED, throttled ? "throttled" : "message or byte rate",
+			   !throttled);
 	}
 	return false;
 }

@@ -288,6 +288,7 @@ void moat_config_defaults(struct moat_config *c)
 	c->audit_log_keep = 5;
 	c->idle_timeout = 300;
 	c->availability_s = 300;
+	c->throttle_s = 30;
 	c->defaults.tls_session_tickets = true;
 	c->defaults.ocsp_cache_seconds = 3600;
 	c->max_inflight_messages = 20;

@@ -153,6 +153,7 @@ struct moat_config {
 	char *sentinel_allow;            /* allow-list, space-separated; NULL = loopback, "" = none */
 	uint32_t idle_timeout;           /* seconds without PUBLISH/SUBSCRIBE: an idle client; 0 off */
 	uint32_t availability_s;         /* online this long, then lost: availability event; 0 off */
+	uint32_t throttle_s;             /* how long the throttle response lasts; default 30 */
 	uint32_t max_connection_rate;    /* new connections per second per address; 0 = no limit */
 	uint32_t max_connections_per_address; /* 0 = no limit */
 	uint32_t max_message_rate;       /* PUBLISHes per second per client; 0 = no limit */

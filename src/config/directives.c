@@ -171,6 +171,7 @@ const struct moat_config_directive moat_config_directives[] = {
 	{ R("sentinel_idle", CUSTOM, OWN), .set = set_detector },
 	{ R("sentinel_publish_flood", CUSTOM, OWN), .set = set_detector },
 	{ R("sentinel_slowloris", CUSTOM, OWN), .set = set_detector },
+	{ R("sentinel_throttle", UINT, RELOAD | OWN), G(throttle_s), .min = 1, .max = 86400 },
 	{ R("sentinel_topic_scan", CUSTOM, OWN), .set = set_detector },
 	{ R("sentinel_undeliverable", CUSTOM, OWN), .set = set_detector },
 	{ R("sentinel_violations", CUSTOM, OWN), .set = set_detector },

@@ -30,7 +30,7 @@ enum moat_sec_kind {
 	MOAT_SEC_NO_SUBSCRIBER,     /* a PUBLISH no one receives */
 	MOAT_SEC_NEW_TOPIC,         /* a topic new for the client; value 1 if a probe (see guard_topic) */
 	MOAT_SEC_IDLE_CLIENT,       /* connected, but no PUBLISH or SUBSCRIBE within idle time */
-	MOAT_SEC_RATE_LIMITED,      /* a rate limit was hit (reason says which) */
+	MOAT_SEC_RATE_LIMITED,      /* a rate limit was hit (reason says which); value 1 if a client's message/byte rate */
 	MOAT_SEC_BAN_HIT,           /* a banned address, client id or user tried */
 	MOAT_SEC_BANNED,            /* a ban was placed (reason: by whom and why) */
 	MOAT_SEC_KICKED,            /* a client was disconnected by the sentinel or an admin */

@@ -82,7 +82,8 @@ struct det_row {
 	uint32_t kinds; /* mask of the event kinds that feed the detector */
 	struct key_spec keys[2];
 	uint8_t reason_code; /* the MQTT 5 DISCONNECT reason when it disconnects (0: 0x98) */
-	bool probes_only;    /* counts only events whose value is non-zero (see topic_scan) */
+	bool probes_only;    /* counts only events whose value is non-zero (topic_scan: probes;
+			      * publish_flood: over the configured rate, not during a throttle) */
 };
 
 #define K(kind) (1u << (kind))
@@ -123,7 +124,7 @@ static const struct det_row rows[MOAT_DET_COUNT] = {
 				  K(MOAT_SEC_PROTOCOL_VIOLATION) | K(MOAT_SEC_PACKET_TOO_LARGE),
 				  { { KEY_ADDR, 1, true } } },
 	[MOAT_DET_PUBLISH_FLOOD] = { "publish_flood", K(MOAT_SEC_RATE_LIMITED),
-				     { { KEY_CLIENTID, 1, true } }, 0x96 },
+				     { { KEY_CLIENTID, 1, true } }, 0x96, true },
 };
 
 static const char *const action_names[] = { "log", "disconnect", "throttle", "ban" };

@@ -138,3 +138,32 @@ def test_sys_counts_security_events(scene):
     ban_runs_its_course(scene, ban)
     assert wait_for(lambda: sys.last("$SYS/moat/bans/count") == 0, 5)
     by.check()
+
+
+def test_throttle_response_slows_then_lets_go(scene):
+    """publish_flood with the throttle action: the flooder is held to one message a second
+    for sentinel_throttle seconds (not kicked, not banned, nothing it sent lost), then its
+    configured rate comes back."""
+    _, by = scene.begin("max_message_rate 20\nsentinel_publish_flood 2 30 throttle\n"
+                        "sentinel_throttle 3\n", watch=False)
+    sub = scene.client(GOOD, client_id=uniq("watch"), version=4)
+    assert sub.attempt() == 0
+    assert sub.subscribe("flood/#", qos=0) == [0]
+    att = scene.client(ATTACKER, client_id="pusher", version=4)
+    assert att.attempt() == 0
+    total = 150
+    for i in range(total):
+        att.c.publish("flood/x", b"%d" % i, qos=0)
+    det = scene.audit.wait(kind="detection", client_id="pusher")
+    assert det["reason"] == "publish_flood: 2 in 30 s by client id -> throttle", det
+    # throttled: about one a second for 3 s
+    n0 = len(sub.payloads("flood/x"))
+    time.sleep(2.0)
+    n1 = len(sub.payloads("flood/x"))
+    assert n1 - n0 <= 4, "not throttled: %d in 2 s" % (n1 - n0)
+    # then 20 a second again, and everything arrives in order
+    assert wait_for(lambda: len(sub.payloads("flood/x")) >= total, 25), \
+        "lost: %d of %d" % (len(sub.payloads("flood/x")), total)
+    assert [int(p) for p in sub.payloads("flood/x")] == list(range(total))
+    assert scene.audit.events(kind="kicked") == [] and scene.audit.events(kind="banned") == []
+    by.check()

@@ -286,7 +286,8 @@ static void test_sentinel_directives(void **state)
 	      "sentinel_allow 10.0.0.0/8 2001:db8::/32\nsentinel_allow clientid:ops username:admin\n"
 	      "client_idle_timeout 0\nmax_connection_rate 20\nmax_connections_per_address 50\n"
 	      "max_message_rate 100\nmax_byte_rate 1048576\nlockdown false\n"
-	      "sentinel_availability 0\nlistener 1883\nmax_accept_rate 50\n");
+	      "sentinel_availability 0\nsentinel_throttle 5\nlistener 1883\nmax_accept_rate 50\n");
+	assert_int_equal(c->throttle_s, 5);
 	assert_int_equal(c->availability_s, 0);
 	assert_int_equal(c->listeners[0].max_accept_rate, 50);
 	assert_string_equal(c->audit_log, "/var/log/moat/audit.log");

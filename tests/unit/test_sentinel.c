@@ -153,9 +153,10 @@ static void done(struct moat_sentinel *s)
 static void feed(struct moat_sentinel *s, enum moat_sec_kind kind, const char *addr,
 		 const char *cid, const char *user, int64_t now)
 {
-	/* new_topic events here are probes (value 1): what topic_scan counts */
+	/* new_topic events here are probes and rate_limited ones over the client's rates
+	 * (value 1): what topic_scan and publish_flood count */
 	struct moat_sec_event e = { .kind = kind, .addr = addr, .client_id = cid, .username = user,
-				    .value = kind == MOAT_SEC_NEW_TOPIC };
+				    .value = kind == MOAT_SEC_NEW_TOPIC || kind == MOAT_SEC_RATE_LIMITED };
 
 	moat_sentinel_feed(s, &e, now);
 }
