@@ -55,13 +55,13 @@ CLI_SRC := src/cli/moat.c src/cli/args.c src/cli/audit.c src/cli/client.c src/cl
 
 SECURITY_SRC := src/security/acl.c src/security/audit.c src/security/ban.c src/security/event.c \
 	src/security/passwd.c src/security/pool.c src/security/scram.c src/security/sentinel.c
-STORE_SRC := src/store/seal.c
+STORE_SRC := src/store/seal.c src/store/store.c
 DAEMON_SRC := $(EVENT_SRC) $(NET_SRC) $(CONFIG_SRC) $(SECURITY_SRC) $(STORE_SRC) $(BROKER_SRC)
 MOATD_SRC := src/moatd.c
 MOAT_SRC := $(CLI_SRC)
 
 UNIT_TESTS := test_utf8 test_mem test_topic test_props test_frame test_codec test_malformed \
-	test_subs test_config test_ws test_scram test_acl test_passwd test_ban test_audit test_sentinel test_seal
+	test_subs test_config test_ws test_scram test_acl test_passwd test_ban test_audit test_sentinel test_seal test_store
 FUZZ_TARGETS := fuzz_decode_v31 fuzz_decode_v311 fuzz_decode_v5 fuzz_decode_client \
 	fuzz_props fuzz_topic fuzz_frame fuzz_config fuzz_ws_frames fuzz_http_upgrade fuzz_scram \
 	fuzz_acl fuzz_passwd fuzz_bans fuzz_unseal
@@ -72,7 +72,7 @@ LIB := $(BUILD)/libmoat.a
 DAEMON_LIB := $(BUILD)/libmoatd.a
 # Debian packages: OpenSSL 3 (TLS, in src/net/tls.c only), wslay (WebSocket frames, src/net/ws.c).
 # libsodium (Argon2id password hashing, src/security/passwd.c).
-DAEMON_LIBS := -lssl -lcrypto -lwslay -lsodium -lm
+DAEMON_LIBS := -lssl -lcrypto -lwslay -lsodium -lsqlite3 -lm
 
 .PHONY: all test check unit integration fuzz fuzz-build run deps clean
 all: $(BUILD)/moatd $(BUILD)/moat

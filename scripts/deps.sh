@@ -15,6 +15,7 @@ libcmocka-dev
 libssl-dev
 libsodium-dev
 libwslay-dev
+libsqlite3-dev
 openssl
 python3
 python3-pytest

@@ -1,0 +1,121 @@
+/*
+ * store.h - the durable store: sealed rows in SQLite, written by one thread
+ * with group commit.
+ *
+ * The store is a handful of tables of (key, value) rows in DIR/moat.db,
+ * SQLite in WAL mode. Every value is sealed (store/seal.h: AES-256-GCM)
+ * with its table and key as associated data, so a row cannot be read
+ * without the key, nor moved to another row or table unnoticed. Keys that
+ * would name something (a topic, a client id) are the caller's to make with
+ * moat_store_name_key: an HMAC of the name, never the name.
+ *
+ * Writes are queued by any thread and carried out by the store's own
+ * thread: it takes everything queued, writes it in one transaction and
+ * commits once (group commit: many rows per fsync), then calls each
+ * write's done callback. What "committed" promises depends on the sync
+ * mode:
+ *   - MOAT_STORE_SYNC_ALWAYS: the transaction is on disk (fsync) before the
+ *     callbacks run: a PUBACK sent from one survives a power cut;
+ *   - MOAT_STORE_SYNC_BATCH: commits are gathered for up to batch_ms and then
+ *     made durable together: a crash loses at most that window;
+ *   - MOAT_STORE_SYNC_OFF: the operating system decides when; a crash of
+ *     moatd loses nothing that was committed, a crash of the machine may.
+ *
+ * A wrong key is found at open (a sealed check value does not open) and the
+ * store refuses to start; a row that does not open later (flipped bytes, a
+ * truncated file) is counted and skipped by moat_store_load, never trusted
+ * and never a crash.
+ */
+#ifndef MOAT_STORE_STORE_H
+#define MOAT_STORE_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store/seal.h"
+
+enum moat_store_sync { MOAT_STORE_SYNC_ALWAYS, MOAT_STORE_SYNC_BATCH, MOAT_STORE_SYNC_OFF };
+
+enum moat_store_table {
+	MOAT_STORE_RETAINED, /* topic key -> retained message */
+	MOAT_STORE_SESSIONS, /* client id key -> session (expiry, subscriptions...) */
+	MOAT_STORE_MESSAGES, /* client id key | sequence -> queued or in-flight message */
+	MOAT_STORE_STATE,    /* name -> runtime state (bans, the audit chain head...) */
+	MOAT_STORE_TABLES
+};
+
+struct moat_store_conf {
+	const char *dir;                 /* created (mode 0700) if missing */
+	uint8_t key[MOAT_SEAL_KEY_LEN];  /* the master key */
+	enum moat_store_sync sync;
+	uint32_t batch_ms;               /* MOAT_STORE_SYNC_BATCH: the most a commit waits */
+	uint32_t queue_max;              /* writes waiting before put/del refuse; 0: 1 << 20 */
+};
+
+struct moat_store;
+
+/*
+ * Opens (creating if new) the store in c->dir and starts its thread.
+ * Returns 0 and *out, or MOAT_ECONFIG (wrong key, not a moat store),
+ * MOAT_EIO (cannot create or read, or the database is damaged) with err.
+ */
+int moat_store_open(const struct moat_store_conf *c, struct moat_store **out, char *err,
+		    size_t errlen);
+
+/* Commits what is queued, stops the thread, closes. NULL is a no-op. */
+void moat_store_close(struct moat_store *s);
+
+/* The key of name within domain (e.g. "topic", "client"): what rows are keyed by. */
+int moat_store_name_key(const struct moat_store *s, const char *domain, const void *name, size_t n,
+			uint8_t out[MOAT_SEAL_NAME_KEY_LEN]);
+
+/*
+ * Called on the store's thread once a write is committed (ok) or could not
+ * be (MOAT_EIO: the disk said no; the row is not stored). Must not block.
+ */
+typedef void (*moat_store_done)(void *ctx, int rc);
+
+/*
+ * Queues a write of value under key in table t (replacing any), or its
+ * deletion (value NULL). Copies key and value. done (may be NULL) is
+ * called after the commit. Returns 0, or MOAT_ENOMEM when the queue is full
+ * or memory is short (nothing is queued then, done is not called).
+ */
+int moat_store_put(struct moat_store *s, enum moat_store_table t, const void *key, size_t klen,
+		   const void *value, size_t vlen, moat_store_done done, void *ctx);
+int moat_store_del(struct moat_store *s, enum moat_store_table t, const void *key, size_t klen,
+		   moat_store_done done, void *ctx);
+
+/* Waits until everything queued before the call is committed. */
+void moat_store_flush(struct moat_store *s);
+
+struct moat_store_load_stats {
+	uint64_t rows;     /* handed to the callback */
+	uint64_t damaged;  /* did not open (wrong table/key, flipped bytes): skipped */
+};
+
+/*
+ * Calls cb(ctx, key, klen, value, vlen) for each row of t whose value opens
+ * (the buffers are valid for the call). A non-zero return from cb stops the
+ * walk and is returned. Meant for start-up, before writes are queued.
+ * Returns 0, cb's code, or MOAT_EIO with err (the database could not be
+ * read to the end; the rows before were delivered).
+ */
+int moat_store_load(struct moat_store *s, enum moat_store_table t,
+		    int (*cb)(void *ctx, const uint8_t *key, size_t klen, const uint8_t *value,
+			      size_t vlen),
+		    void *ctx, struct moat_store_load_stats *st, char *err, size_t errlen);
+
+struct moat_store_stats {
+	uint64_t commits;  /* transactions */
+	uint64_t writes;   /* rows written or deleted */
+	uint64_t failed;   /* writes whose commit failed */
+};
+
+void moat_store_stats(struct moat_store *s, struct moat_store_stats *out);
+
+/* The table's name in the database and in messages. */
+const char *moat_store_table_name(enum moat_store_table t);
+
+#endif
