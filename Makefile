@@ -55,16 +55,16 @@ CLI_SRC := src/cli/moat.c src/cli/args.c src/cli/audit.c src/cli/client.c src/cl
 
 SECURITY_SRC := src/security/acl.c src/security/audit.c src/security/ban.c src/security/event.c \
 	src/security/passwd.c src/security/pool.c src/security/scram.c src/security/sentinel.c
-STORE_SRC := src/store/seal.c src/store/store.c
+STORE_SRC := src/store/record.c src/store/seal.c src/store/store.c
 DAEMON_SRC := $(EVENT_SRC) $(NET_SRC) $(CONFIG_SRC) $(SECURITY_SRC) $(STORE_SRC) $(BROKER_SRC)
 MOATD_SRC := src/moatd.c
 MOAT_SRC := $(CLI_SRC)
 
 UNIT_TESTS := test_utf8 test_mem test_topic test_props test_frame test_codec test_malformed \
-	test_subs test_config test_ws test_scram test_acl test_passwd test_ban test_audit test_sentinel test_seal test_store
+	test_subs test_config test_ws test_scram test_acl test_passwd test_ban test_audit test_sentinel test_seal test_store test_record
 FUZZ_TARGETS := fuzz_decode_v31 fuzz_decode_v311 fuzz_decode_v5 fuzz_decode_client \
 	fuzz_props fuzz_topic fuzz_frame fuzz_config fuzz_ws_frames fuzz_http_upgrade fuzz_scram \
-	fuzz_acl fuzz_passwd fuzz_bans fuzz_unseal
+	fuzz_acl fuzz_passwd fuzz_bans fuzz_unseal fuzz_record
 
 obj = $(patsubst src/%.c,$(BUILD)/obj/%.o,$(1))
 LIB_OBJ := $(call obj,$(LIB_SRC))
@@ -161,6 +161,10 @@ $(FUZZ_DIR)/fuzz_bans: FUZZ_EXTRA := src/security/ban.c
 # The unseal target builds the sealing code it tests, with libcrypto.
 $(FUZZ_DIR)/fuzz_unseal: src/store/seal.c src/store/seal.h
 $(FUZZ_DIR)/fuzz_unseal: FUZZ_EXTRA := src/store/seal.c -lcrypto
+
+# The record target builds the store's record layouts it tests.
+$(FUZZ_DIR)/fuzz_record: src/store/record.c src/store/record.h
+$(FUZZ_DIR)/fuzz_record: FUZZ_EXTRA := src/store/record.c
 
 fuzz-build: $(FUZZ_BIN)
 
