@@ -134,7 +134,7 @@ size_t moat_rec_session_encode(const struct moat_rec_session *s, const struct mo
 	return w.n;
 }
 
-static void put_delivery(struct wr *w, const struct moat_rec_delivery *d)
+static void put_delivery(struct wr *w, const struct moat_rec_delivery *d, const uint32_t *ids)
 {
 	w8(w, 'D');
 	w8(w, FORMAT);
@@ -142,7 +142,19 @@ static void put_delivery(struct wr *w, const struct moat_rec_delivery *d)
 	wn(w, d->packet_id, 2);
 	w8(w, d->qos);
 	w8(w, d->dup ? DLV_DUP : 0);
+	wn(w, d->nsubids, 2);
+	for (uint16_t i = 0; i < d->nsubids; i++)
+		wn(w, ids ? ids[i] : 0, 4);
 	put_msg(w, &d->msg);
+}
+
+uint32_t moat_rec_subid(const struct moat_rec_delivery *d, uint16_t i)
+{
+	const uint8_t *p = d->subids + 4 * (size_t)i;
+
+	if (i >= d->nsubids)
+		return 0;
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
 size_t moat_rec_delivery_size(const struct moat_rec_delivery *d)
@@ -151,17 +163,18 @@ size_t moat_rec_delivery_size(const struct moat_rec_delivery *d)
 
 	if (!msg_fits(&d->msg) || d->qos > 2 || d->state > MOAT_REC_RELEASED)
 		return 0;
-	put_delivery(&w, d);
+	put_delivery(&w, d, NULL);
 	return w.n;
 }
 
-size_t moat_rec_delivery_encode(const struct moat_rec_delivery *d, uint8_t *out)
+size_t moat_rec_delivery_encode(const struct moat_rec_delivery *d, const uint32_t *subid_list,
+				uint8_t *out)
 {
 	struct wr w = { out, 0 };
 
 	if (!msg_fits(&d->msg) || d->qos > 2 || d->state > MOAT_REC_RELEASED)
 		return 0;
-	put_delivery(&w, d);
+	put_delivery(&w, d, subid_list);
 	return w.n;
 }
 
@@ -316,6 +329,13 @@ int moat_rec_delivery_decode(const uint8_t *in, size_t n, struct moat_rec_delive
 	out->qos = (uint8_t)rn(&r, 1);
 	flags = (uint8_t)rn(&r, 1);
 	out->dup = flags & DLV_DUP;
+	out->nsubids = (uint16_t)rn(&r, 2);
+	out->subids = rbytes(&r, 4 * (size_t)out->nsubids);
+	for (uint16_t i = 0; !r.bad && i < out->nsubids; i++) {
+		uint32_t id = moat_rec_subid(out, i);
+		if (id == 0 || id > 268435455)
+			return MOAT_EMALFORMED;
+	}
 	if (r.bad || out->state > MOAT_REC_RELEASED || out->qos > 2 || flags & ~DLV_DUP ||
 	    (out->state != MOAT_REC_QUEUED && (out->packet_id == 0 || out->qos == 0)) ||
 	    (out->state == MOAT_REC_RELEASED && out->qos != 2))

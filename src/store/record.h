@@ -15,7 +15,8 @@
  *   session:  'S' 1 | mqtt version u8 | expiry u32 s | disconnected_at i64 wall ms (0: online)
  *             | client id: u16 len + bytes | nsubs u32 | nsubs x (filter: u16 len + bytes,
  *             options u8, subscription id u32)
- *   delivery: 'D' 1 | state u8 | packet id u16 | qos u8 | flags (dup 0) | message record
+ *   delivery: 'D' 1 | state u8 | packet id u16 | qos u8 | flags (dup 0)
+ *             | nsubids u16 | nsubids x subscription id u32 | message record
  */
 #ifndef MOAT_STORE_RECORD_H
 #define MOAT_STORE_RECORD_H
@@ -67,8 +68,13 @@ struct moat_rec_delivery {
 	uint16_t packet_id;            /* 0 while queued */
 	uint8_t qos;
 	bool dup;
+	uint16_t nsubids;              /* MQTT 5 Subscription Identifiers to send with it */
+	const uint8_t *subids;         /* nsubids x u32 big-endian; read with moat_rec_subid */
 	struct moat_rec_msg msg;
 };
+
+/* Subscription identifier i of a delivery (encoding: give subids as an array in subid_list). */
+uint32_t moat_rec_subid(const struct moat_rec_delivery *d, uint16_t i);
 
 /* Sizes (0 if the record cannot be laid out: a field too long), and encoders into out. */
 size_t moat_rec_msg_size(const struct moat_rec_msg *m);
@@ -77,7 +83,9 @@ size_t moat_rec_session_size(const struct moat_rec_session *s, const struct moat
 size_t moat_rec_session_encode(const struct moat_rec_session *s, const struct moat_rec_sub *subs,
 			       uint8_t *out);
 size_t moat_rec_delivery_size(const struct moat_rec_delivery *d);
-size_t moat_rec_delivery_encode(const struct moat_rec_delivery *d, uint8_t *out);
+/* Encodes d with subid_list[0..d->nsubids) as its identifiers (d->subids is ignored). */
+size_t moat_rec_delivery_encode(const struct moat_rec_delivery *d, const uint32_t *subid_list,
+				uint8_t *out);
 
 /*
  * Decoders: 0 and *out with slices into in[0..n), or MOAT_EMALFORMED (a

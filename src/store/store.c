@@ -38,20 +38,22 @@ static const char *const table_names[MOAT_STORE_TABLES] = {
 	[MOAT_STORE_STATE] = "state",
 };
 
+enum { OP_PUT, OP_DEL, OP_DEL_PREFIX };
+
 struct op {
 	struct op *next;
 	uint64_t seq;
 	moat_store_done done;
 	void *ctx;
 	uint8_t table;
-	bool del;
+	uint8_t kind; /* OP_PUT, OP_DEL, OP_DEL_PREFIX */
 	size_t klen, vlen;
 	uint8_t data[]; /* key | value */
 };
 
 struct moat_store {
 	sqlite3 *db;
-	sqlite3_stmt *put[MOAT_STORE_TABLES], *del[MOAT_STORE_TABLES];
+	sqlite3_stmt *put[MOAT_STORE_TABLES], *del[MOAT_STORE_TABLES], *range[MOAT_STORE_TABLES];
 	struct moat_seal *seal;
 	enum moat_store_sync sync;
 	uint32_t batch_ms, queue_max;
@@ -167,6 +169,13 @@ static int prepare(struct moat_store *s, char *err, size_t errlen)
 		if (sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &s->del[t], NULL) !=
 		    SQLITE_OK)
 			return db_err(s, sql, err, errlen);
+		/* keys compare as blobs (memcmp): the prefix's rows lie in [p, next(p)) */
+		snprintf(sql, sizeof(sql),
+			 "DELETE FROM %s WHERE k >= ?1 AND k < ?2 AND substr(k, 1, ?3) = ?1",
+			 table_names[t]);
+		if (sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &s->range[t],
+				       NULL) != SQLITE_OK)
+			return db_err(s, sql, err, errlen);
 	}
 	return 0;
 }
@@ -261,6 +270,7 @@ static void store_free(struct moat_store *s)
 	for (int t = 0; t < MOAT_STORE_TABLES; t++) {
 		sqlite3_finalize(s->put[t]);
 		sqlite3_finalize(s->del[t]);
+		sqlite3_finalize(s->range[t]);
 	}
 	sqlite3_close(s->db);
 	moat_seal_free(s->seal);
@@ -348,7 +358,7 @@ int moat_store_name_key(const struct moat_store *s, const char *domain, const vo
 /* ---- writing ---- */
 
 static int enqueue(struct moat_store *s, enum moat_store_table t, const void *key, size_t klen,
-		   const void *value, size_t vlen, bool del, moat_store_done done, void *ctx)
+		   const void *value, size_t vlen, uint8_t kind, moat_store_done done, void *ctx)
 {
 	struct op *o;
 
@@ -357,7 +367,7 @@ static int enqueue(struct moat_store *s, enum moat_store_table t, const void *ke
 		return MOAT_EINVAL;
 	if (!(o = malloc(sizeof(*o) + klen + vlen)))
 		return MOAT_ENOMEM;
-	*o = (struct op){ .done = done, .ctx = ctx, .table = (uint8_t)t, .del = del, .klen = klen,
+	*o = (struct op){ .done = done, .ctx = ctx, .table = (uint8_t)t, .kind = kind, .klen = klen,
 			  .vlen = vlen };
 	memcpy(o->data, key, klen);
 	if (vlen)
@@ -380,27 +390,59 @@ static int enqueue(struct moat_store *s, enum moat_store_table t, const void *ke
 int moat_store_put(struct moat_store *s, enum moat_store_table t, const void *key, size_t klen,
 		   const void *value, size_t vlen, moat_store_done done, void *ctx)
 {
-	return enqueue(s, t, key, klen, value ? value : "", vlen, false, done, ctx);
+	return enqueue(s, t, key, klen, value ? value : "", vlen, OP_PUT, done, ctx);
 }
 
 int moat_store_del(struct moat_store *s, enum moat_store_table t, const void *key, size_t klen,
 		   moat_store_done done, void *ctx)
 {
-	return enqueue(s, t, key, klen, NULL, 0, true, done, ctx);
+	return enqueue(s, t, key, klen, NULL, 0, OP_DEL, done, ctx);
+}
+
+int moat_store_del_prefix(struct moat_store *s, enum moat_store_table t, const void *prefix,
+			  size_t plen, moat_store_done done, void *ctx)
+{
+	return enqueue(s, t, prefix, plen, NULL, 0, OP_DEL_PREFIX, done, ctx);
+}
+
+/*
+ * The least key above every key that starts with p[0..n): p with its last
+ * byte below 0xFF raised by one (and cut there); for all 0xFF, a key longer
+ * than any (KEY_MAX + 1 bytes of 0xFF). Returns its length.
+ */
+static size_t prefix_end(const uint8_t *p, size_t n, uint8_t *out)
+{
+	size_t i = n;
+
+	while (i > 0 && p[i - 1] == 0xFF)
+		i--;
+	if (i == 0) {
+		memset(out, 0xFF, KEY_MAX + 1);
+		return KEY_MAX + 1;
+	}
+	memcpy(out, p, i);
+	out[i - 1]++;
+	return i;
 }
 
 /* Writes one op inside the open transaction. */
 static int write_op(struct moat_store *s, const struct op *o, uint8_t *aad, uint8_t **buf,
 		    size_t *cap)
 {
-	sqlite3_stmt *st = o->del ? s->del[o->table] : s->put[o->table];
+	uint8_t end[KEY_MAX + 1];
+	sqlite3_stmt *st = o->kind == OP_PUT ? s->put[o->table] :
+			   o->kind == OP_DEL ? s->del[o->table] : s->range[o->table];
 	size_t alen = row_aad(aad, o->table, o->data, o->klen);
 	size_t need = moat_seal_size(o->vlen);
 	int rc;
 
 	sqlite3_reset(st);
 	sqlite3_bind_blob(st, 1, o->data, (int)o->klen, SQLITE_STATIC);
-	if (!o->del) {
+	if (o->kind == OP_DEL_PREFIX) {
+		sqlite3_bind_blob(st, 2, end, (int)prefix_end(o->data, o->klen, end), SQLITE_STATIC);
+		sqlite3_bind_int(st, 3, (int)o->klen);
+	}
+	if (o->kind == OP_PUT) {
 		if (need > *cap) {
 			uint8_t *nb = realloc(*buf, need);
 			if (!nb)

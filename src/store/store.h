@@ -87,6 +87,13 @@ int moat_store_put(struct moat_store *s, enum moat_store_table t, const void *ke
 int moat_store_del(struct moat_store *s, enum moat_store_table t, const void *key, size_t klen,
 		   moat_store_done done, void *ctx);
 
+/*
+ * Queues the deletion of every row of t whose key starts with prefix (a
+ * session's messages, when it ends). As moat_store_del otherwise.
+ */
+int moat_store_del_prefix(struct moat_store *s, enum moat_store_table t, const void *prefix,
+			  size_t plen, moat_store_done done, void *ctx);
+
 /* Waits until everything queued before the call is committed. */
 void moat_store_flush(struct moat_store *s);
 

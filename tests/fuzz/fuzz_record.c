@@ -95,9 +95,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		struct moat_rec_delivery d;
 		rc = moat_rec_delivery_decode(in, n, &d);
 		if (rc == 0) {
+			uint32_t *ids = calloc(d.nsubids ? d.nsubids : 1, sizeof(*ids));
 			check_msg(in, n, &d.msg);
+			inside(in, n, d.subids, 4 * (size_t)d.nsubids);
+			for (uint16_t i = 0; i < d.nsubids; i++) {
+				ids[i] = moat_rec_subid(&d, i);
+				CHECK(ids[i] >= 1 && ids[i] <= 268435455);
+			}
 			uint8_t *out = malloc(n);
-			same(in, n, moat_rec_delivery_size(&d), out, moat_rec_delivery_encode(&d, out));
+			same(in, n, moat_rec_delivery_size(&d), out,
+			     moat_rec_delivery_encode(&d, ids, out));
+			free(ids);
 		}
 		break;
 	}

@@ -231,37 +231,46 @@ static void test_session_refusals(void **state)
 static void test_delivery_round_trip_and_rules(void **state)
 {
 	struct moat_rec_delivery d = { .state = MOAT_REC_RELEASED, .packet_id = 65535, .qos = 2,
-				       .dup = true, .msg = sample_msg() }, got;
+				       .dup = true, .nsubids = 2, .msg = sample_msg() }, got;
+	static const uint32_t ids[2] = { 7, 268435455 }, bad_ids[1] = { 268435456 };
 	uint8_t buf[256];
 	size_t n;
 
 	(void)state;
 	n = moat_rec_delivery_size(&d);
 	assert_true(n > 0 && n <= sizeof(buf));
-	assert_int_equal(moat_rec_delivery_encode(&d, buf), n);
+	assert_int_equal(moat_rec_delivery_encode(&d, ids, buf), n);
 	assert_int_equal(moat_rec_delivery_decode(buf, n, &got), 0);
 	assert_int_equal(got.state, MOAT_REC_RELEASED);
 	assert_int_equal(got.packet_id, 65535);
 	assert_int_equal(got.qos, 2);
 	assert_true(got.dup);
+	assert_int_equal(got.nsubids, 2);
+	assert_int_equal(moat_rec_subid(&got, 0), 7);
+	assert_int_equal(moat_rec_subid(&got, 1), 268435455);
+	assert_int_equal(moat_rec_subid(&got, 2), 0);
 	assert_memory_equal(got.msg.topic, "plant/line1/temp", 16);
 	check_truncations(buf, n, dec_delivery, &got);
 
+	d.nsubids = 1; /* a subscription identifier out of range */
+	n = moat_rec_delivery_encode(&d, bad_ids, buf);
+	assert_int_equal(moat_rec_delivery_decode(buf, n, &got), MOAT_EMALFORMED);
+	d.nsubids = 0;
 	d.state = MOAT_REC_QUEUED; /* queued: no packet id yet */
 	d.packet_id = 0;
 	d.qos = 1;
-	n = moat_rec_delivery_encode(&d, buf);
+	n = moat_rec_delivery_encode(&d, ids, buf);
 	assert_int_equal(moat_rec_delivery_decode(buf, n, &got), 0);
 	d.state = MOAT_REC_SENT; /* sent without a packet id */
-	n = moat_rec_delivery_encode(&d, buf);
+	n = moat_rec_delivery_encode(&d, ids, buf);
 	assert_int_equal(moat_rec_delivery_decode(buf, n, &got), MOAT_EMALFORMED);
 	d.packet_id = 9;
 	d.qos = 0; /* sent at QoS 0 is not kept */
-	n = moat_rec_delivery_encode(&d, buf);
+	n = moat_rec_delivery_encode(&d, ids, buf);
 	assert_int_equal(moat_rec_delivery_decode(buf, n, &got), MOAT_EMALFORMED);
 	d.state = MOAT_REC_RELEASED;
 	d.qos = 1; /* released is QoS 2 only */
-	n = moat_rec_delivery_encode(&d, buf);
+	n = moat_rec_delivery_encode(&d, ids, buf);
 	assert_int_equal(moat_rec_delivery_decode(buf, n, &got), MOAT_EMALFORMED);
 	d.state = 3;
 	assert_int_equal(moat_rec_delivery_size(&d), 0);

@@ -346,6 +346,34 @@ static void test_damaged_file_refused(void **state)
 	assert_true(open_refused(2, err, sizeof(err)) < 0);
 }
 
+static void test_delete_by_prefix(void **state)
+{
+	struct moat_store *s = open_ok(MOAT_STORE_SYNC_OFF, 8);
+	struct rows r;
+
+	(void)state;
+	put(s, MOAT_STORE_MESSAGES, "sessA-1", "a1");
+	put(s, MOAT_STORE_MESSAGES, "sessA-2", "a2");
+	put(s, MOAT_STORE_MESSAGES, "sessA", "exactly the prefix");
+	put(s, MOAT_STORE_MESSAGES, "sessB-1", "b1");
+	put(s, MOAT_STORE_MESSAGES, "sess", "shorter");
+	put(s, MOAT_STORE_RETAINED, "sessA-1", "another table");
+	put(s, MOAT_STORE_MESSAGES, "sessB\xff", "b ff");
+	put(s, MOAT_STORE_MESSAGES, "sessB\xff\xff" "1", "b ff ff 1");
+	put(s, MOAT_STORE_MESSAGES, "sessC", "c");
+	assert_int_equal(moat_store_del_prefix(s, MOAT_STORE_MESSAGES, "sessB\xff", 6, NULL, NULL), 0);
+	assert_int_equal(moat_store_del_prefix(s, MOAT_STORE_MESSAGES, "sessA", 5, NULL, NULL), 0);
+	moat_store_flush(s);
+	r = load(s, MOAT_STORE_MESSAGES, NULL);
+	assert_int_equal(r.n, 3);
+	assert_string_equal(value_of(&r, "sessB-1"), "b1");
+	assert_string_equal(value_of(&r, "sessC"), "c");
+	assert_string_equal(value_of(&r, "sess"), "shorter");
+	r = load(s, MOAT_STORE_RETAINED, NULL);
+	assert_int_equal(r.n, 1);
+	moat_store_close(s);
+}
+
 static void test_bad_arguments(void **state)
 {
 	struct moat_store *s = open_ok(MOAT_STORE_SYNC_OFF, 4);
@@ -377,6 +405,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_moved_and_flipped_values_skipped, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_damaged_file_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_delete_by_prefix, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_arguments, setup, teardown),
 	};
 
