@@ -48,10 +48,10 @@ EVENT_SRC := src/event/loop.c
 NET_SRC := src/net/http.c src/net/listen.c src/net/ocsp.c src/net/tcp.c src/net/tls.c src/net/ws.c
 CONFIG_SRC := src/config/config.c src/config/directives.c src/config/lexer.c src/config/refused.c
 BROKER_SRC := src/broker/auth.c src/broker/broker.c src/broker/conn.c src/broker/connect.c src/broker/guard.c \
-	src/broker/handlers.c src/broker/mount.c src/broker/msg.c src/broker/publish.c src/broker/retain.c \
+	src/broker/handlers.c src/broker/mount.c src/broker/persist.c src/broker/msg.c src/broker/publish.c src/broker/retain.c \
 	src/broker/session.c src/broker/subs.c src/broker/sys.c src/broker/worker.c
 CLI_SRC := src/cli/moat.c src/cli/args.c src/cli/audit.c src/cli/client.c src/cli/client_in.c src/cli/netargs.c src/cli/passwd.c src/cli/propargs.c src/cli/pub.c \
-	src/cli/sub.c src/cli/subfmt.c
+	src/cli/store.c src/cli/sub.c src/cli/subfmt.c
 
 SECURITY_SRC := src/security/acl.c src/security/audit.c src/security/ban.c src/security/event.c \
 	src/security/passwd.c src/security/pool.c src/security/scram.c src/security/sentinel.c

@@ -511,7 +511,8 @@ void auth_job_finished(struct moat_worker *w, void *job)
 	guard_auth_end(c, a->result != 0);
 	if (c->state == C_CLOSING) { /* it left while we checked: free it now */
 		job_free(a);
-		conn_free_zombie(c);
+		if (!c->store_wait) /* else the last stored acknowledgement frees it */
+			conn_free_zombie(c);
 		return;
 	}
 	if (a->result == 0) {

@@ -144,12 +144,17 @@ int moat_broker_new(struct moat_config *c, struct moat_broker **out, char *err, 
 		goto fail;
 	if (c->lockdown)
 		guard_note(MOAT_SEC_LOCKDOWN, "on at start");
+	if ((rc = persist_open(b, err, errlen)) < 0)
+		goto fail;
 	b->nworkers = worker_count(c);
 	pthread_barrier_init(&b->stop_barrier, NULL, (unsigned)b->nworkers);
 	rc = MOAT_ENOMEM;
 	for (i = 0; i < b->nworkers; i++)
 		if (!(b->workers[i] = worker_new(b, i)))
 			goto fail;
+	/* sessions, their messages and retained messages, before any client */
+	if ((rc = persist_load(b, err, errlen)) < 0)
+		goto fail;
 	*out = b;
 	return 0;
 fail:
@@ -337,8 +342,10 @@ void moat_broker_free(struct moat_broker *b)
 		moat_ocsp_free(b->listeners[i].ocsp); /* joins its thread first */
 	moat_pool_free(b->auth_pool); /* finishes its checks: their answers wait in inboxes */
 	guard_free(b);                /* the sentinel drains: its verdicts wait in inboxes */
+	persist_flush(b);             /* the store commits: stored acknowledgements wait in inboxes */
 	for (i = 0; i < b->nworkers; i++)
 		worker_drain(b->workers[i]);
+	persist_close(b);             /* what the drain wrote, then the store closes */
 	for (i = 0; i < b->nworkers; i++)
 		worker_free(b->workers[i]);
 	if (b->nworkers)

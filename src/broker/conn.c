@@ -189,6 +189,8 @@ static void leave_session(struct moat_conn *c)
 	}
 	if (ends)
 		session_end(s);
+	else
+		persist_session(s); /* offline since now: its expiry counts from here */
 	session_unref(s);
 	c->session = NULL;
 }

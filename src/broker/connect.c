@@ -341,6 +341,7 @@ int connect_accept(struct moat_conn *c, const struct moat_mqtt_packet *p)
 	atomic_store(&s->online, true);
 	c->session = s;
 	c->state = C_ACTIVE;
+	persist_session(s); /* a session that outlives its connection is kept (or dropped) now */
 	take_limits(c, cn);
 	send_connack(c, cn, present);
 	log_connect(c, cn, present);

@@ -69,12 +69,13 @@ static int publish_allowed(struct moat_conn *c, const struct moat_mqtt_publish *
 	return 0;
 }
 
+/* With persistence_sync always, after what this PUBLISH wrote is durable (persist.c). */
 static void ack_publish(struct moat_conn *c, const struct moat_mqtt_publish *p, uint8_t reason)
 {
 	if (p->qos == 1)
-		conn_send_ack(c, MOAT_MQTT_PUBACK, p->packet_id, reason);
+		persist_ack(c, MOAT_MQTT_PUBACK, p->packet_id, reason, c->w->store_mark);
 	else if (p->qos == 2)
-		conn_send_ack(c, MOAT_MQTT_PUBREC, p->packet_id, reason);
+		persist_ack(c, MOAT_MQTT_PUBREC, p->packet_id, reason, c->w->store_mark);
 }
 
 static int h_publish(struct moat_conn *c, struct moat_mqtt_packet *pkt)
@@ -88,6 +89,7 @@ static int h_publish(struct moat_conn *c, struct moat_mqtt_packet *pkt)
 	size_t n;
 
 	STAT_ADD(&w->stats, pub_received, 1);
+	w->store_mark = w->store_writes;
 	if (resolve_alias(c, p, &topic) < 0 || publish_allowed(c, p) < 0)
 		return -1;
 	within_rate = guard_publish(c, p->payload.len + topic.len);
@@ -132,6 +134,8 @@ static int h_publish(struct moat_conn *c, struct moat_mqtt_packet *pkt)
 	}
 	if (msg->retain && moat_retain_set(w->b->retain, msg) < 0)
 		moat_log(MOAT_LOG_LVL_WARNING, "retain_failed reason=\"out of memory\"");
+	else if (msg->retain)
+		persist_retained(w, w->b, msg);
 	n = publish_message(w, msg);
 	guard_topic(c, moat_msg_topic(msg), msg->topic_len, n == 0); /* the message's own copy */
 	moat_msg_unref(msg);
@@ -152,8 +156,11 @@ static int h_pubrel(struct moat_conn *c, struct moat_mqtt_packet *pkt)
 	uint16_t id = pkt->ack.packet_id;
 	bool had = session_qos2_has(c->session, id);
 
+	c->w->store_mark = c->w->store_writes;
 	session_qos2_del(c->session, id);
-	conn_send_ack(c, MOAT_MQTT_PUBCOMP, id, had ? 0 : MOAT_RC_PACKET_IDENTIFIER_NOT_FOUND);
+	/* a PUBCOMP only once the id is gone from the store: a stale one would drop a new message */
+	persist_ack(c, MOAT_MQTT_PUBCOMP, id, had ? 0 : MOAT_RC_PACKET_IDENTIFIER_NOT_FOUND,
+		    c->w->store_mark);
 	return 0;
 }
 
@@ -201,7 +208,7 @@ static void send_retained(struct moat_conn *c, struct moat_slice f, uint8_t opts
 	moat_retain_match(c->w->b->retain, f.p, f.len, worker_now(c->w), collect_retained, &r);
 	for (i = 0; i < r.n; i++) {
 		uint8_t q = MOAT_SUBOPT_QOS(opts) < r.v[i]->qos ? MOAT_SUBOPT_QOS(opts) : r.v[i]->qos;
-		session_deliver(c->session, r.v[i], q, true, &subid, subid ? 1 : 0);
+		session_deliver(c->session, r.v[i], q, true, &subid, subid ? 1 : 0, 0);
 		moat_msg_unref(r.v[i]);
 	}
 	free(r.v);
@@ -266,6 +273,7 @@ static int h_subscribe(struct moat_conn *c, struct moat_mqtt_packet *pkt)
 	ack.suback.packet_id = s->packet_id;
 	ack.suback.reasons.p = codes;
 	ack.suback.reasons.len = s->count;
+	persist_session(c->session); /* its subscriptions, before anything published after them */
 	conn_send(c, &ack);
 	/* Retained messages follow the SUBACK [MQTT-3.8.4-?], never for shared subscriptions. */
 	moat_mqtt_sub_iter(s, &it);
@@ -304,6 +312,7 @@ static int h_unsubscribe(struct moat_conn *c, struct moat_mqtt_packet *pkt)
 	ack.suback.packet_id = s->packet_id;
 	ack.suback.reasons.p = codes;
 	ack.suback.reasons.len = s->count;
+	persist_session(c->session);
 	conn_send(c, &ack);
 	free(codes);
 	return 0;
@@ -400,5 +409,14 @@ int handle_packet(struct moat_conn *c, struct moat_mqtt_packet *p)
 	}
 	if (c->state == C_NEW && h->fn_new)
 		return h->fn_new(c, p);
+	if (c->w->b->store && (p->type == MOAT_MQTT_PUBLISH || p->type == MOAT_MQTT_PUBREL)) {
+		/* what one PUBLISH writes (its copies, its QoS 2 id) is committed all or none */
+		struct moat_store *st = c->w->b->store;
+		int rc;
+		moat_store_group_begin(st);
+		rc = h->fn(c, p);
+		moat_store_group_end(st);
+		return rc;
+	}
 	return h->fn(c, p);
 }

@@ -44,6 +44,7 @@
 #include "security/ban.h"
 #include "security/bucket.h"
 #include "security/sentinel.h"
+#include "store/store.h"
 #include "net/tls.h"
 #include "net/transport.h"
 
@@ -135,6 +136,8 @@ struct moat_broker {
 	struct moat_bans *bans;
 	struct moat_audit *audit;
 	struct moat_sentinel *sentinel;
+	struct moat_store *store;     /* durable state (persist.c); NULL without persistence */
+	atomic_uint_fast64_t store_seq; /* the next delivery row's sequence */
 	struct moat_sys *secsys;      /* $SYS/moat/security publisher (the sentinel's thread) */
 	atomic_bool bans_dirty;       /* a ban was placed: save the bans file */
 	pthread_mutex_t addr_lock;    /* the three below (guard.c) */
@@ -158,6 +161,7 @@ struct delivery {
 	uint8_t qos;
 	uint8_t state;        /* enum delivery_state */
 	bool retain;          /* retain flag to send */
+	uint64_t seq;         /* its row in the store, 0 if none (persist.c) */
 };
 
 struct dlist {
@@ -192,6 +196,8 @@ struct moat_session {
 	struct dlist inflight;    /* sent, awaiting PUBACK / PUBREC / PUBCOMP, in send order */
 	struct moat_map inflight_ids; /* packet id -> delivery in inflight */
 	uint16_t next_packet_id;
+	uint8_t skey[MOAT_SEAL_NAME_KEY_LEN]; /* its rows' key in the store (persist.c) */
+	atomic_bool stored;       /* its row is in the store: deliveries to it are kept */
 	/* inbound QoS 2 packet ids awaiting PUBREL: a small array, then a bitmap */
 	uint16_t *qos2_small;
 	uint16_t qos2_n;
@@ -272,6 +278,8 @@ struct moat_conn {
 	bool may_retain;
 	bool may_wildcard;
 	bool auth_wait;                 /* a password check is running on the auth pool */
+	bool zombie;                    /* closed, in the worker's zombies until its work returns */
+	uint32_t store_wait;            /* acknowledgements waiting for the store (persist.c) */
 	uint64_t pw_fp;                 /* fingerprint of the password entry it used */
 	struct moat_acl_client *acl;    /* its view of the ACL, or NULL (no acl_file) */
 	uint8_t *stash;                 /* the CONNECT body kept while authentication goes on */
@@ -304,7 +312,7 @@ struct moat_conn {
 /* ---- workers ---- */
 
 enum item_kind { IT_DELIVER, IT_ADOPT, IT_RECHECK, IT_OCSP, IT_AUTH, IT_REAUTH, IT_KICK,
-		 IT_THROTTLE };
+		 IT_THROTTLE, IT_STORED };
 
 /* A sentinel decision sent to a worker (IT_KICK, IT_THROTTLE): who, and why. */
 struct verdict {
@@ -355,6 +363,8 @@ struct moat_worker {
 	struct moat_map sessions;        /* client id -> session, for sessions homed here */
 	struct moat_conn *conns;         /* every connection of this worker */
 	size_t nconns;
+	uint64_t store_writes;           /* store writes queued by this worker (persist.c) */
+	uint64_t store_mark;             /* store_writes when the current packet began */
 	struct moat_conn **dirty;        /* connections with output to flush */
 	size_t ndirty, dirtycap;
 	struct moat_conn *closing;       /* closed, freed before sleeping */
@@ -383,7 +393,10 @@ void session_ref(struct moat_session *s);
 void session_unref(struct moat_session *s);
 void session_end(struct moat_session *s);
 void session_deliver(struct moat_session *s, struct moat_msg *msg, uint8_t qos, bool retain,
-		     const uint32_t *subids, uint16_t nsubids);
+		     const uint32_t *subids, uint16_t nsubids, uint64_t seq);
+int session_restore_delivery(struct moat_session *s, struct moat_msg *msg, uint8_t qos,
+			     bool retain, const uint32_t *subids, uint16_t nsubids, uint8_t state,
+			     uint16_t packet_id, uint64_t seq);
 void session_resume(struct moat_session *s);
 void session_fill_window(struct moat_session *s);
 int session_ack(struct moat_session *s, uint16_t id, uint8_t type);
@@ -396,6 +409,24 @@ int session_subscribe(struct moat_session *s, const uint8_t *f, size_t n, uint8_
 		      uint32_t subid, bool *existed);
 int session_unsubscribe(struct moat_session *s, const uint8_t *f, size_t n);
 void session_publish_will(struct moat_session *s);
+
+/* persist.c */
+int persist_open(struct moat_broker *b, char *err, size_t errlen);
+int persist_load(struct moat_broker *b, char *err, size_t errlen);
+void persist_flush(struct moat_broker *b);
+void persist_close(struct moat_broker *b);
+void persist_session_init(struct moat_session *s);
+void persist_retained(struct moat_worker *w, struct moat_broker *b, const struct moat_msg *m);
+void persist_session(struct moat_session *s);
+void persist_session_end(struct moat_session *s);
+uint64_t persist_delivery_first(struct moat_worker *w, struct moat_session *s, uint8_t qos,
+				const uint32_t *subids, uint16_t nsubids, const struct moat_msg *m);
+void persist_delivery(struct moat_session *s, struct delivery *d);
+void persist_delivery_gone(struct moat_session *s, uint64_t seq);
+void persist_qos2(struct moat_session *s, uint16_t id, bool add);
+void persist_ack(struct moat_conn *c, uint8_t type, uint16_t id, uint8_t reason,
+		 uint64_t writes_before);
+void persist_ack_done(struct moat_worker *w, void *job);
 
 /* conn.c */
 struct moat_conn *conn_new(struct moat_worker *w, struct moat_transport *tr,

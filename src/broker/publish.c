@@ -113,8 +113,10 @@ static void deliver(struct moat_worker *w, struct moat_msg *msg, struct target *
 	struct item it = {.kind = IT_DELIVER, .qos = qos, .retain = retain, .nsubids = t->nsubids,
 			  .subid = t->subid0, .s = t->s};
 
+	/* a durable copy first, so an acknowledgement may wait for it (persist.c) */
+	it.key = persist_delivery_first(w, t->s, qos, ids, t->nsubids, msg);
 	if (t->s->home == w) {
-		session_deliver(t->s, msg, qos, retain, ids, t->nsubids);
+		session_deliver(t->s, msg, qos, retain, ids, t->nsubids, it.key);
 		session_unref(t->s);
 		return;
 	}
@@ -152,7 +154,7 @@ size_t publish_message(struct moat_worker *w, struct moat_msg *msg)
 
 void publish_will(struct moat_worker *w, struct moat_msg *will)
 {
-	if (will->retain && w->b->conf->retain_available)
-		moat_retain_set(w->b->retain, will);
+	if (will->retain && w->b->conf->retain_available && moat_retain_set(w->b->retain, will) == 0)
+		persist_retained(w, w->b, will);
 	publish_message(w, will);
 }

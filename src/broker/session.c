@@ -52,6 +52,8 @@ struct moat_session *session_new(struct moat_worker *w, const uint8_t *id, size_
 	s->next_packet_id = 1;
 	moat_map_init(&s->subs, NULL);
 	moat_map_init(&s->inflight_ids, NULL);
+	atomic_init(&s->stored, false);
+	persist_session_init(s);
 	if (moat_map_put(&w->sessions, s->client_id, n, s) < 0)
 		goto fail;
 	STAT_ADD(&w->stats, sessions, 1);
@@ -152,6 +154,7 @@ void session_end(struct moat_session *s)
 {
 	if (s->dead)
 		return;
+	persist_session_end(s); /* its rows and its messages' rows go */
 	s->dead = true;
 	free_subs(s, true);
 	dlist_clear(s, &s->queue);
@@ -211,16 +214,18 @@ static void send_delivery(struct moat_session *s, struct delivery *d)
 		d->packet_id = new_packet_id(s);
 	if (conn_send_publish(s->conn, d->msg, d->qos, d->retain, false, d->packet_id, d->subids,
 			      d->nsubids) < 0 || !d->qos) {
+		persist_delivery_gone(s, d->seq);
 		delivery_free(s, d);
 		return;
 	}
 	d->state = D_WAIT_ACK;
 	if (moat_map_put(&s->inflight_ids, &d->packet_id, sizeof(d->packet_id), d) < 0) {
-		delivery_free(s, d);
+		delivery_free(s, d); /* its row stays: sent again after a restart */
 		conn_close(s->conn, "out of memory");
 		return;
 	}
 	dlist_push(&s->inflight, d);
+	persist_delivery(s, d);
 }
 
 static bool can_send(const struct moat_session *s)
@@ -236,6 +241,7 @@ void session_fill_window(struct moat_session *s)
 		struct delivery *d = s->queue.head;
 		dlist_remove(&s->queue, d);
 		if (moat_msg_expired(d->msg, now)) {
+			persist_delivery_gone(s, d->seq);
 			delivery_free(s, d);
 			continue;
 		}
@@ -259,6 +265,7 @@ void session_resume(struct moat_session *s)
 			/* Not deliverable any more (the ACL took the right away, too big): done with it. */
 			moat_map_del(&s->inflight_ids, &d->packet_id, sizeof(d->packet_id));
 			dlist_remove(&s->inflight, d);
+			persist_delivery_gone(s, d->seq);
 			delivery_free(s, d);
 		}
 	}
@@ -300,16 +307,22 @@ static struct delivery *delivery_new(struct moat_session *s, struct moat_msg *ms
 	return d;
 }
 
+/*
+ * seq: the row the publishing worker already wrote for this delivery (with
+ * persistence, see persist.c), or 0. A delivery that goes nowhere takes its
+ * row with it.
+ */
 void session_deliver(struct moat_session *s, struct moat_msg *msg, uint8_t qos, bool retain,
-		     const uint32_t *subids, uint16_t nsubids)
+		     const uint32_t *subids, uint16_t nsubids, uint64_t seq)
 {
 	struct moat_worker *w = s->home;
 	bool online = can_send(s);
 	struct delivery *d;
 
 	if (s->dead)
-		return;
+		return; /* session_end deleted its rows, this one included or to come (orphan) */
 	if (online && qos == 0) {
+		persist_delivery_gone(s, seq);
 		if (conn_congested(s->conn)) {
 			STAT_ADD(&w->stats, msgs_dropped, 1);
 			return;
@@ -319,18 +332,54 @@ void session_deliver(struct moat_session *s, struct moat_msg *msg, uint8_t qos, 
 	}
 	if (online && !s->queue.head && window_open(s, msg->payload_len)) {
 		d = delivery_new(s, msg, qos, retain, subids, nsubids);
-		if (d)
+		if (d) {
+			d->seq = seq;
 			send_delivery(s, d);
-		else
+		} else {
+			persist_delivery_gone(s, seq);
 			STAT_ADD(&w->stats, msgs_dropped, 1);
+		}
 		return;
 	}
 	if ((qos == 0 && !w->b->conf->queue_qos0_messages) || !queue_has_room(s, msg->payload_len) ||
 	    !(d = delivery_new(s, msg, qos, retain, subids, nsubids))) {
+		persist_delivery_gone(s, seq);
 		STAT_ADD(&w->stats, msgs_dropped, 1);
 		return;
 	}
 	dlist_push(&s->queue, d);
+	d->seq = seq;
+	if (!seq)
+		persist_delivery(s, d); /* QUEUED, written here when the publisher did not */
+}
+
+/* At start-up: a delivery read back from the store, in the queue or in flight. */
+int session_restore_delivery(struct moat_session *s, struct moat_msg *msg, uint8_t qos,
+			     bool retain, const uint32_t *subids, uint16_t nsubids, uint8_t state,
+			     uint16_t packet_id, uint64_t seq)
+{
+	struct delivery *d = delivery_new(s, msg, qos, retain, subids, nsubids);
+
+	if (!d)
+		return MOAT_ENOMEM;
+	d->seq = seq;
+	if (state == D_QUEUED || !packet_id || moat_map_get(&s->inflight_ids, &packet_id,
+							    sizeof(packet_id))) {
+		d->state = D_QUEUED;
+		d->packet_id = 0;
+		dlist_push(&s->queue, d);
+		return 0;
+	}
+	d->state = state;
+	d->packet_id = packet_id;
+	if (moat_map_put(&s->inflight_ids, &d->packet_id, sizeof(d->packet_id), d) < 0) {
+		delivery_free(s, d);
+		return MOAT_ENOMEM;
+	}
+	dlist_push(&s->inflight, d);
+	if (packet_id >= s->next_packet_id)
+		s->next_packet_id = packet_id == 65535 ? 1 : (uint16_t)(packet_id + 1);
+	return 0;
 }
 
 int session_ack(struct moat_session *s, uint16_t id, uint8_t type)
@@ -343,6 +392,7 @@ int session_ack(struct moat_session *s, uint16_t id, uint8_t type)
 		if (d->qos != 2 || d->state != D_WAIT_ACK)
 			return d->state == D_WAIT_COMP ? 0 : MOAT_EPROTOCOL;
 		d->state = D_WAIT_COMP;
+		persist_delivery(s, d);
 		/* The message is delivered; only the packet id is still in use. */
 		return 0;
 	}
@@ -351,6 +401,7 @@ int session_ack(struct moat_session *s, uint16_t id, uint8_t type)
 		return MOAT_EPROTOCOL;
 	moat_map_del(&s->inflight_ids, &id, sizeof(id));
 	dlist_remove(&s->inflight, d);
+	persist_delivery_gone(s, d->seq);
 	delivery_free(s, d);
 	session_fill_window(s);
 	return 0;
@@ -362,6 +413,7 @@ int session_qos2_add(struct moat_session *s, uint16_t id)
 {
 	if (session_qos2_has(s, id))
 		return 0;
+	persist_qos2(s, id, true);
 	if (!s->qos2_bits && s->qos2_n < QOS2_SMALL) {
 		if (!s->qos2_small && !(s->qos2_small = malloc(QOS2_SMALL * sizeof(uint16_t))))
 			return MOAT_ENOMEM;
@@ -397,6 +449,8 @@ void session_qos2_del(struct moat_session *s, uint16_t id)
 {
 	uint16_t i;
 
+	if (session_qos2_has(s, id))
+		persist_qos2(s, id, false);
 	if (s->qos2_bits) {
 		if (s->qos2_bits[id >> 3] & (1 << (id & 7))) {
 			s->qos2_bits[id >> 3] &= (uint8_t)~(1 << (id & 7));

@@ -53,8 +53,8 @@ static void item_drop(struct item *it)
 		return;
 	}
 	if (it->kind == IT_RECHECK || it->kind == IT_OCSP || it->kind == IT_REAUTH ||
-	    it->kind == IT_AUTH)
-		return; /* an IT_AUTH is never dropped: worker_drain finishes it */
+	    it->kind == IT_AUTH || it->kind == IT_STORED)
+		return; /* an IT_AUTH or IT_STORED is never dropped: worker_drain finishes it */
 	if (it->kind == IT_ADOPT) {
 		moat_transport_free(it->conn->tr);
 		moat_mqtt_framer_free(&it->conn->in);
@@ -187,8 +187,12 @@ static void process_inbox(struct moat_loop *loop, void *arg)
 			guard_verdict(w, it->kind, it->job);
 			continue;
 		}
+		if (it->kind == IT_STORED) {
+			persist_ack_done(w, it->job);
+			continue;
+		}
 		session_deliver(it->s, it->msg, it->qos, it->retain,
-				it->nsubids > 1 ? it->subids : &it->subid, it->nsubids);
+				it->nsubids > 1 ? it->subids : &it->subid, it->nsubids, it->key);
 		item_drop(it);
 	}
 	tmp.n = 0;
@@ -217,7 +221,8 @@ static void reap(struct moat_worker *w)
 	while (w->closing) {
 		struct moat_conn *c = w->closing;
 		w->closing = c->next;
-		if (c->auth_wait) {
+		if (c->auth_wait || c->store_wait) {
+			c->zombie = true;
 			c->prev = NULL;
 			c->next = w->zombies;
 			if (w->zombies)

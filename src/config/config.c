@@ -132,7 +132,8 @@ int moat_config_new_listener(struct moat_config *c, unsigned port, const char *a
 #define GS(f) offsetof(struct moat_config, f)
 static const size_t global_strings[] = {
 	GS(auto_id_prefix), GS(pid_file), GS(user), GS(log_file), GS(log_timestamp_format),
-	GS(audit_log), GS(bans_file), GS(sentinel_allow),
+	GS(audit_log), GS(bans_file), GS(sentinel_allow), GS(persistence_location),
+	GS(persistence_key_file),
 };
 #define N_GS (sizeof(global_strings) / sizeof(global_strings[0]))
 
@@ -284,6 +285,8 @@ void moat_config_defaults(struct moat_config *c)
 	c->defaults.tls_version = 12;
 	c->auth_threads = 2;
 	c->sentinel = true;
+	c->persistence_sync_interval = 10;
+	c->autosave_interval = 1800;
 	c->audit_log_max_size = 100u << 20;
 	c->audit_log_keep = 5;
 	c->idle_timeout = 300;

@@ -141,6 +141,15 @@ struct moat_config {
 	uint32_t max_subscriptions_per_client; /* 0 = unlimited */
 	uint32_t auth_threads;           /* password hashing threads; default 2 */
 
+	/* durable state (issue 7) */
+	bool persistence;                /* Mosquitto's: keep state across restarts; default false */
+	char *persistence_location;      /* the store's directory; NULL: the working directory */
+	char *persistence_key_file;      /* moat's: the store's key; NULL: MOAT_STORE_KEY */
+	uint8_t persistence_sync;        /* moat's: 0 always, 1 batch, 2 off */
+	uint32_t persistence_sync_interval; /* moat's, batch: ms a commit may wait; default 10 */
+	uint32_t autosave_interval;      /* Mosquitto's; moat writes as it goes: accepted, no effect */
+	bool autosave_on_changes;        /* Mosquitto's; likewise */
+
 	/* the sentinel: detection and response (moat's) */
 	bool sentinel;                   /* default true */
 	char *audit_log;                 /* NULL = no audit log */

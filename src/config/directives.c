@@ -59,6 +59,9 @@ static const struct moat_config_enum keyforms[] = { { "pem", 0 }, { NULL, 0 } };
 static const struct moat_config_enum ocsp_modes[] = {
 	{ "off", MOAT_OCSP_OFF }, { "soft", MOAT_OCSP_SOFT }, { "hard", MOAT_OCSP_HARD }, { NULL, 0 }
 };
+static const struct moat_config_enum sync_modes[] = {
+	{ "always", 0 }, { "batch", 1 }, { "off", 2 }, { NULL, 0 }
+};
 static const struct moat_config_enum domains[] = {
 	{ "ipv4", MOAT_DOMAIN_IPV4 }, { "ipv6", MOAT_DOMAIN_IPV6 }, { NULL, 0 }
 };
@@ -157,6 +160,14 @@ const struct moat_config_directive moat_config_directives[] = {
 	{ R("max_connections_per_address", UINT, RELOAD | OWN), G(max_connections_per_address),
 	  .max = UINT32_MAX },
 	{ R("max_message_rate", UINT, RELOAD | OWN), G(max_message_rate), .max = 100000000 },
+	{ R("autosave_interval", UINT, 0), G(autosave_interval), .max = UINT32_MAX },
+	{ R("autosave_on_changes", BOOL, 0), G(autosave_on_changes) },
+	{ R("persistence", BOOL, 0), G(persistence) },
+	{ R("persistence_key_file", STRING, OWN), G(persistence_key_file) },
+	{ R("persistence_location", STRING, 0), G(persistence_location) },
+	{ R("persistence_sync", ENUM, OWN), G(persistence_sync), .names = sync_modes },
+	{ R("persistence_sync_interval", UINT, OWN), G(persistence_sync_interval), .min = 1,
+	  .max = 10000 },
 	{ R("sentinel", BOOL, OWN), G(sentinel) },
 	{ R("sentinel_abnormal_close", CUSTOM, OWN), .set = set_detector },
 	{ R("sentinel_acl_denials", CUSTOM, OWN), .set = set_detector },

@@ -26,7 +26,7 @@ struct refusal {
 #define R_AUTH "not supported yet"
 #define R_ACL "not supported yet"
 #define R_PLUGIN "not supported: moat loads no plugins (use password_file, acl_file, auth_methods)"
-#define R_STORE "not supported yet (durable storage arrives with issue 7)"
+#define R_STORE "not supported: moat keeps retained messages whenever persistence is on"
 #define R_BRIDGE "not supported yet (bridges arrive after the broker core)"
 #define R_PLS "not needed: moat always applies listener settings per listener"
 #define R_LWS "not supported: it configures libwebsockets, which moat does not use"
@@ -41,8 +41,6 @@ static const struct refusal refusals[] = {
 	{ "auth_opt_", R_PLUGIN, true },
 	{ "auth_plugin", R_PLUGIN, false },
 	{ "auth_plugin_deny_special_chars", R_PLUGIN, false },
-	{ "autosave_interval", R_STORE, false },
-	{ "autosave_on_changes", R_STORE, false },
 	{ "bind_interface", "not supported yet (bind to an address: listener PORT ADDRESS)",
 	  false },
 	{ "bridge_", R_BRIDGE, true },
@@ -66,9 +64,8 @@ static const struct refusal refusals[] = {
 	{ "notifications_local_only", R_BRIDGE, false },
 	{ "password", R_BRIDGE, false },
 	{ "per_listener_settings", R_PLS, false },
-	{ "persistence", R_STORE, false },
-	{ "persistence_file", R_STORE, false },
-	{ "persistence_location", R_STORE, false },
+	{ "persistence_file", "not supported: moat keeps its store as moat.db in persistence_location",
+	  false },
 	{ "plugin", R_PLUGIN, false },
 	{ "plugin_opt_", R_PLUGIN, true },
 	{ "remote_clientid", R_BRIDGE, false },

@@ -31,6 +31,13 @@
 #define QUEUE_MAX_DEFAULT (1u << 20)
 #define KEY_MAX 512 /* longest row key: a name key and a sequence, with room */
 
+/* This thread's open group (moat_store_group_begin): ops wait here, spliced in at the end. */
+static _Thread_local struct {
+	struct moat_store *s;
+	struct op *head, *tail;
+	uint32_t n;
+} group;
+
 static const char *const table_names[MOAT_STORE_TABLES] = {
 	[MOAT_STORE_RETAINED] = "retained",
 	[MOAT_STORE_SESSIONS] = "sessions",
@@ -38,7 +45,7 @@ static const char *const table_names[MOAT_STORE_TABLES] = {
 	[MOAT_STORE_STATE] = "state",
 };
 
-enum { OP_PUT, OP_DEL, OP_DEL_PREFIX };
+enum { OP_PUT, OP_DEL, OP_DEL_PREFIX, OP_BARRIER };
 
 struct op {
 	struct op *next;
@@ -362,16 +369,23 @@ static int enqueue(struct moat_store *s, enum moat_store_table t, const void *ke
 {
 	struct op *o;
 
-	if ((unsigned)t >= MOAT_STORE_TABLES || klen == 0 || klen > KEY_MAX ||
+	if ((unsigned)t >= MOAT_STORE_TABLES || (klen == 0 && kind != OP_BARRIER) || klen > KEY_MAX ||
 	    vlen > (size_t)INT32_MAX - MOAT_SEAL_OVERHEAD)
 		return MOAT_EINVAL;
 	if (!(o = malloc(sizeof(*o) + klen + vlen)))
 		return MOAT_ENOMEM;
 	*o = (struct op){ .done = done, .ctx = ctx, .table = (uint8_t)t, .kind = kind, .klen = klen,
 			  .vlen = vlen };
-	memcpy(o->data, key, klen);
+	if (klen)
+		memcpy(o->data, key, klen);
 	if (vlen)
 		memcpy(o->data + klen, value, vlen);
+	if (group.s == s) { /* held back until the group ends */
+		*(group.tail ? &group.tail->next : &group.head) = o;
+		group.tail = o;
+		group.n++;
+		return 0;
+	}
 	pthread_mutex_lock(&s->lock);
 	if (s->queued >= s->queue_max || s->stop) {
 		pthread_mutex_unlock(&s->lock);
@@ -397,6 +411,11 @@ int moat_store_del(struct moat_store *s, enum moat_store_table t, const void *ke
 		   moat_store_done done, void *ctx)
 {
 	return enqueue(s, t, key, klen, NULL, 0, OP_DEL, done, ctx);
+}
+
+int moat_store_barrier(struct moat_store *s, moat_store_done done, void *ctx)
+{
+	return enqueue(s, MOAT_STORE_STATE, NULL, 0, NULL, 0, OP_BARRIER, done, ctx);
 }
 
 int moat_store_del_prefix(struct moat_store *s, enum moat_store_table t, const void *prefix,
@@ -430,6 +449,9 @@ static int write_op(struct moat_store *s, const struct op *o, uint8_t *aad, uint
 		    size_t *cap)
 {
 	uint8_t end[KEY_MAX + 1];
+
+	if (o->kind == OP_BARRIER)
+		return 0;
 	sqlite3_stmt *st = o->kind == OP_PUT ? s->put[o->table] :
 			   o->kind == OP_DEL ? s->del[o->table] : s->range[o->table];
 	size_t alen = row_aad(aad, o->table, o->data, o->klen);
@@ -533,7 +555,7 @@ static void *run(void *arg)
 			if (o->done)
 				o->done(o->ctx, rc);
 			last = o->seq;
-			n++;
+			n += o->kind != OP_BARRIER;
 			free(o);
 		}
 		pthread_mutex_lock(&s->lock);
@@ -546,6 +568,33 @@ static void *run(void *arg)
 		pthread_cond_broadcast(&s->committed);
 		pthread_mutex_unlock(&s->lock);
 	}
+}
+
+void moat_store_group_begin(struct moat_store *s)
+{
+	group.s = s;
+	group.head = group.tail = NULL;
+	group.n = 0;
+}
+
+void moat_store_group_end(struct moat_store *s)
+{
+	struct op *o;
+
+	if (group.s != s)
+		return;
+	group.s = NULL;
+	if (!group.head)
+		return;
+	pthread_mutex_lock(&s->lock);
+	for (o = group.head; o; o = o->next) /* a group is never refused: it is one unit */
+		o->seq = ++s->next_seq;
+	*(s->tail ? &s->tail->next : &s->head) = group.head;
+	s->tail = group.tail;
+	s->queued += group.n;
+	pthread_cond_signal(&s->wake);
+	pthread_mutex_unlock(&s->lock);
+	group.head = group.tail = NULL;
 }
 
 void moat_store_flush(struct moat_store *s)

@@ -94,6 +94,20 @@ int moat_store_del(struct moat_store *s, enum moat_store_table t, const void *ke
 int moat_store_del_prefix(struct moat_store *s, enum moat_store_table t, const void *prefix,
 			  size_t plen, moat_store_done done, void *ctx);
 
+/*
+ * Queues no write, only done: it is called once everything queued before it
+ * is committed (an acknowledgement that must wait for earlier writes).
+ */
+int moat_store_barrier(struct moat_store *s, moat_store_done done, void *ctx);
+
+/*
+ * A group: the writes this thread queues between begin and end reach the
+ * store thread together, so they are committed in one transaction, all or
+ * none (a PUBLISH's copies and its QoS 2 packet id). Groups do not nest.
+ */
+void moat_store_group_begin(struct moat_store *s);
+void moat_store_group_end(struct moat_store *s);
+
 /* Waits until everything queued before the call is committed. */
 void moat_store_flush(struct moat_store *s);
 

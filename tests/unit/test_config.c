@@ -352,6 +352,29 @@ static void test_sentinel_allow_none(void **state)
 	assert_string_equal(c->sentinel_allow, "192.0.2.1");
 }
 
+/* Durable state: Mosquitto's directives keep their meaning; moat's add the key and sync. */
+static void test_persistence_directives(void **state)
+{
+	struct moat_config *c = *state;
+
+	assert_false(c->persistence);
+	assert_null(c->persistence_location);
+	assert_int_equal(c->persistence_sync, 0); /* always */
+	assert_int_equal(c->persistence_sync_interval, 10);
+	ok(c, "persistence true\npersistence_location /var/lib/moat/\n"
+	      "persistence_key_file /etc/moat/store.key\npersistence_sync batch\n"
+	      "persistence_sync_interval 50\nautosave_interval 1800\nautosave_on_changes false\n");
+	assert_true(c->persistence);
+	assert_string_equal(c->persistence_location, "/var/lib/moat/");
+	assert_string_equal(c->persistence_key_file, "/etc/moat/store.key");
+	assert_int_equal(c->persistence_sync, 1);
+	assert_int_equal(c->persistence_sync_interval, 50);
+	refused("persistence_sync sometimes\n",
+		"t.conf:1: persistence_sync: 'sometimes' is not one of always, batch, off");
+	refused("persistence_sync_interval 0\n",
+		"t.conf:1: persistence_sync_interval: 0 is out of bounds (1..10000)");
+}
+
 static void test_process_directives(void **state)
 {
 	struct moat_config *c = *state;
@@ -607,8 +630,7 @@ static void test_unknown_directive(void **state)
 /* Every directive of mosquitto.conf(5) 2.0 that moat does not support. */
 static const char *const mosquitto_refused[] = {
 	"address", "addresses", "allow_duplicate_messages", "auth_opt_db_host",
-	"auth_plugin", "auth_plugin_deny_special_chars", "autosave_interval",
-	"autosave_on_changes", "bind_interface", "bridge_alpn", "bridge_attempt_unsubscribe",
+	"auth_plugin", "auth_plugin_deny_special_chars", "bind_interface", "bridge_alpn", "bridge_attempt_unsubscribe",
 	"bridge_bind_address", "bridge_cafile", "bridge_capath", "bridge_certfile",
 	"bridge_identity", "bridge_insecure", "bridge_keyfile", "bridge_max_packet_size",
 	"bridge_outgoing_retain", "bridge_protocol_version", "bridge_psk", "bridge_require_ocsp",
@@ -617,8 +639,7 @@ static const char *const mosquitto_refused[] = {
 	"http_dir", "idle_timeout", "keepalive_interval",
 	"local_cleansession", "local_clientid", "local_password", "local_username",
 	"log_facility", "notification_topic", "notifications", "notifications_local_only",
-	"password", "per_listener_settings", "persistence", "persistence_file",
-	"persistence_location", "plugin", "plugin_opt_x",
+	"password", "per_listener_settings", "persistence_file", "plugin", "plugin_opt_x",
 	"remote_clientid", "remote_password", "remote_username",
 	"restart_timeout", "retained_persistence", "retry_interval", "round_robin", "start_type",
 	"store_clean_interval", "threshold", "tls_engine", "tls_engine_kpass_sha1",
@@ -649,8 +670,9 @@ static void test_refused_directives(void **state)
 		"t.conf:1: auth_plugin: not supported: moat loads no plugins (use password_file, acl_file, auth_methods)");
 	refused("tls_engine pkcs11",
 		"t.conf:1: tls_engine: not supported: moat reads keys from PEM files, not OpenSSL engines");
-	refused("persistence true",
-		"t.conf:1: persistence: not supported yet (durable storage arrives with issue 7)");
+	refused("persistence_file mosquitto.db",
+		"t.conf:1: persistence_file: not supported: moat keeps its store as moat.db in "
+		"persistence_location");
 	refused("connection edge",
 		"t.conf:1: connection: not supported yet (bridges arrive after the broker core)");
 	refused("log_dest topic", "t.conf:1: log_dest: topic is not supported yet (moat logs to "
@@ -1347,6 +1369,7 @@ int main(void)
 		T(test_moat_directives),
 	T(test_sentinel_directives),
 	T(test_sentinel_allow_none),
+	T(test_persistence_directives),
 	T(test_process_directives),
 		T(test_listener_directives),
 		T(test_durations),

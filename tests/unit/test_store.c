@@ -190,8 +190,9 @@ static void test_done_after_commit_and_group_commit(void **state)
 						on_done, &d),
 				 0);
 	}
+	assert_int_equal(moat_store_barrier(s, on_done, &d), 0);
 	moat_store_flush(s);
-	assert_int_equal(d.calls, 1000);
+	assert_int_equal(d.calls, 1001);
 	assert_int_equal(d.rc_sum, 0);
 	moat_store_stats(s, &st);
 	assert_int_equal(st.writes, 1000);
@@ -374,6 +375,34 @@ static void test_delete_by_prefix(void **state)
 	moat_store_close(s);
 }
 
+/* A group reaches the store thread whole: one commit, done callbacks after it. */
+static void test_group_is_one_commit(void **state)
+{
+	struct moat_store *s = open_ok(MOAT_STORE_SYNC_ALWAYS, 6);
+	struct moat_store_stats before, after;
+	struct done_log d = { 0 };
+	struct rows r;
+
+	(void)state;
+	moat_store_flush(s);
+	moat_store_stats(s, &before);
+	moat_store_group_begin(s);
+	put(s, MOAT_STORE_MESSAGES, "g1", "one");
+	put(s, MOAT_STORE_MESSAGES, "g2", "two");
+	assert_int_equal(moat_store_barrier(s, on_done, &d), 0);
+	usleep(50000); /* held back: nothing reaches the thread before the end */
+	assert_int_equal(d.calls, 0);
+	moat_store_group_end(s);
+	moat_store_flush(s);
+	moat_store_stats(s, &after);
+	assert_int_equal(d.calls, 1);
+	assert_int_equal(after.commits - before.commits, 1);
+	assert_int_equal(after.writes - before.writes, 2);
+	r = load(s, MOAT_STORE_MESSAGES, NULL);
+	assert_int_equal(r.n, 2);
+	moat_store_close(s);
+}
+
 static void test_bad_arguments(void **state)
 {
 	struct moat_store *s = open_ok(MOAT_STORE_SYNC_OFF, 4);
@@ -406,6 +435,7 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_damaged_file_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_delete_by_prefix, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_group_is_one_commit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_arguments, setup, teardown),
 	};
 
