@@ -48,6 +48,15 @@ static bool durable(const struct moat_session *s)
 	return s->home->b->store && atomic_load(&s->stored) && !s->dead;
 }
 
+/*
+ * At shutdown sessions are ended only to be freed, and what is still in the
+ * inboxes is dropped: their rows stay for the restart.
+ */
+static bool shutting_down(const struct moat_session *s)
+{
+	return atomic_load(&s->home->b->stopping);
+}
+
 static void note_write(struct moat_worker *w)
 {
 	if (w)
@@ -226,8 +235,7 @@ void persist_session_end(struct moat_session *s)
 {
 	struct moat_store *st = s->home->b->store;
 
-	/* at shutdown every session is ended to free it: its rows stay for the restart */
-	if (!st || atomic_load(&s->home->b->stopping) || !atomic_exchange(&s->stored, false))
+	if (!st || shutting_down(s) || !atomic_exchange(&s->stored, false))
 		return;
 	note_write(s->home);
 	moat_store_del(st, MOAT_STORE_SESSIONS, s->skey, SKEY_LEN, NULL, NULL);
@@ -292,7 +300,7 @@ void persist_delivery_gone(struct moat_session *s, uint64_t seq)
 {
 	uint8_t key[DKEY_LEN];
 
-	if (!seq || !s->home->b->store)
+	if (!seq || !s->home->b->store || shutting_down(s))
 		return;
 	dkey(s, seq, key);
 	note_write(s->home);
@@ -303,7 +311,7 @@ void persist_qos2(struct moat_session *s, uint16_t id, bool add)
 {
 	uint8_t key[QKEY_LEN];
 
-	if (!durable(s))
+	if (!durable(s) || (!add && shutting_down(s)))
 		return;
 	qkey(s, id, key);
 	note_write(s->home);

@@ -319,8 +319,11 @@ void session_deliver(struct moat_session *s, struct moat_msg *msg, uint8_t qos, 
 	bool online = can_send(s);
 	struct delivery *d;
 
-	if (s->dead)
-		return; /* session_end deleted its rows, this one included or to come (orphan) */
+	if (s->dead) {
+		/* ended: its rows went with it, but this one may have been written after */
+		persist_delivery_gone(s, seq);
+		return;
+	}
 	if (online && qos == 0) {
 		persist_delivery_gone(s, seq);
 		if (conn_congested(s->conn)) {
