@@ -169,6 +169,7 @@ static int h_ack(struct moat_conn *c, struct moat_mqtt_packet *pkt)
 	uint16_t id = pkt->ack.packet_id;
 	int rc;
 
+	c->w->store_mark = c->w->store_writes;
 	/* A 5.0 PUBREC refusing the message ends the exchange there (section 4.3.3). */
 	if (pkt->type == MOAT_MQTT_PUBREC && pkt->ack.reason >= 0x80) {
 		session_ack(c->session, id, MOAT_MQTT_PUBREC);
@@ -178,9 +179,13 @@ static int h_ack(struct moat_conn *c, struct moat_mqtt_packet *pkt)
 	rc = session_ack(c->session, id, pkt->type);
 	if (rc == MOAT_EPROTOCOL)
 		return violation(c, MOAT_RC_PROTOCOL_ERROR, "acknowledgement of the wrong kind");
+	/*
+	 * A PUBREL only once "released" is durable: the client hands a QoS 2 message
+	 * over at PUBREL, and one we forgot releasing would be sent it again.
+	 */
 	if (pkt->type == MOAT_MQTT_PUBREC)
-		conn_send_ack(c, MOAT_MQTT_PUBREL, id,
-			      rc == 0 ? 0 : MOAT_RC_PACKET_IDENTIFIER_NOT_FOUND);
+		persist_ack(c, MOAT_MQTT_PUBREL, id, rc == 0 ? 0 : MOAT_RC_PACKET_IDENTIFIER_NOT_FOUND,
+			    c->w->store_mark);
 	return 0;
 }
 
@@ -409,8 +414,9 @@ int handle_packet(struct moat_conn *c, struct moat_mqtt_packet *p)
 	}
 	if (c->state == C_NEW && h->fn_new)
 		return h->fn_new(c, p);
-	if (c->w->b->store && (p->type == MOAT_MQTT_PUBLISH || p->type == MOAT_MQTT_PUBREL)) {
-		/* what one PUBLISH writes (its copies, its QoS 2 id) is committed all or none */
+	if (c->w->b->store && (p->type == MOAT_MQTT_PUBLISH || p->type == MOAT_MQTT_PUBREL ||
+			       p->type == MOAT_MQTT_PUBREC)) {
+		/* what one packet writes (a PUBLISH's copies and QoS 2 id) is committed all or none */
 		struct moat_store *st = c->w->b->store;
 		int rc;
 		moat_store_group_begin(st);

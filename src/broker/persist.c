@@ -326,7 +326,7 @@ void persist_qos2(struct moat_session *s, uint16_t id, bool add)
 
 struct pending_ack {
 	struct moat_conn *c;
-	uint8_t type;       /* PUBACK, PUBREC, PUBCOMP */
+	uint8_t type;       /* PUBACK, PUBREC, PUBREL, PUBCOMP */
 	uint16_t id;
 	uint8_t reason;
 };
@@ -372,7 +372,9 @@ void persist_ack_done(struct moat_worker *w, void *job)
 	if (c->state == C_CLOSING) {
 		if (!c->store_wait && !c->auth_wait && c->zombie)
 			conn_free_zombie(c);
-	} else if (a->reason == 0x80 && c->version != MOAT_MQTT_V5) {
+	} else if (a->reason == 0x80 && (c->version != MOAT_MQTT_V5 || a->type == MOAT_MQTT_PUBREL ||
+					 a->type == MOAT_MQTT_PUBCOMP)) {
+		/* no way to say "not kept" there: the client retries after reconnecting */
 		conn_close(c, "the store could not keep a message");
 	} else {
 		conn_send_ack(c, a->type, a->id, a->reason);
