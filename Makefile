@@ -47,24 +47,28 @@ LIB_SRC := $(CORE_SRC) $(MQTT_SRC)
 EVENT_SRC := src/event/loop.c
 NET_SRC := src/net/http.c src/net/listen.c src/net/ocsp.c src/net/tcp.c src/net/tls.c src/net/ws.c
 CONFIG_SRC := src/config/config.c src/config/directives.c src/config/lexer.c src/config/refused.c
-BROKER_SRC := src/broker/auth.c src/broker/broker.c src/broker/conn.c src/broker/connect.c src/broker/guard.c \
-	src/broker/handlers.c src/broker/mount.c src/broker/persist.c src/broker/msg.c src/broker/publish.c src/broker/retain.c \
-	src/broker/session.c src/broker/subs.c src/broker/sys.c src/broker/worker.c
+BROKER_SRC := src/broker/admin.c src/broker/admin_clients.c src/broker/admin_events.c \
+	src/broker/admin_flows.c src/broker/admin_metrics.c src/broker/admin_software.c \
+	src/broker/auth.c src/broker/block.c src/broker/broker.c src/broker/conn.c src/broker/connect.c \
+	src/broker/gate.c src/broker/guard.c src/broker/handlers.c src/broker/inventory.c \
+	src/broker/mount.c src/broker/persist.c src/broker/msg.c src/broker/publish.c \
+	src/broker/retain.c src/broker/session.c src/broker/subs.c src/broker/sys.c src/broker/worker.c
 CLI_SRC := src/cli/moat.c src/cli/args.c src/cli/audit.c src/cli/client.c src/cli/client_in.c src/cli/netargs.c src/cli/passwd.c src/cli/propargs.c src/cli/pub.c \
-	src/cli/store.c src/cli/sub.c src/cli/subfmt.c
+	src/cli/store.c src/cli/sub.c src/cli/subfmt.c src/cli/ctl.c
 
 SECURITY_SRC := src/security/acl.c src/security/audit.c src/security/ban.c src/security/event.c \
 	src/security/passwd.c src/security/pool.c src/security/scram.c src/security/sentinel.c
 STORE_SRC := src/store/record.c src/store/seal.c src/store/store.c
-DAEMON_SRC := $(EVENT_SRC) $(NET_SRC) $(CONFIG_SRC) $(SECURITY_SRC) $(STORE_SRC) $(BROKER_SRC)
+ADMIN_SRC := src/admin/server.c src/admin/json.c
+DAEMON_SRC := $(EVENT_SRC) $(NET_SRC) $(CONFIG_SRC) $(SECURITY_SRC) $(STORE_SRC) $(ADMIN_SRC) $(BROKER_SRC)
 MOATD_SRC := src/moatd.c
 MOAT_SRC := $(CLI_SRC)
 
 UNIT_TESTS := test_utf8 test_mem test_topic test_props test_frame test_codec test_malformed \
-	test_subs test_config test_ws test_scram test_acl test_passwd test_ban test_audit test_sentinel test_seal test_store test_record
+	test_subs test_config test_ws test_scram test_acl test_passwd test_ban test_audit test_sentinel test_seal test_store test_record test_admin
 FUZZ_TARGETS := fuzz_decode_v31 fuzz_decode_v311 fuzz_decode_v5 fuzz_decode_client \
 	fuzz_props fuzz_topic fuzz_frame fuzz_config fuzz_ws_frames fuzz_http_upgrade fuzz_scram \
-	fuzz_acl fuzz_passwd fuzz_bans fuzz_unseal fuzz_record
+	fuzz_acl fuzz_passwd fuzz_bans fuzz_unseal fuzz_record fuzz_admin_http
 
 obj = $(patsubst src/%.c,$(BUILD)/obj/%.o,$(1))
 LIB_OBJ := $(call obj,$(LIB_SRC))
@@ -165,6 +169,9 @@ $(FUZZ_DIR)/fuzz_unseal: FUZZ_EXTRA := src/store/seal.c -lcrypto
 # The record target builds the store's record layouts it tests.
 $(FUZZ_DIR)/fuzz_record: src/store/record.c src/store/record.h
 $(FUZZ_DIR)/fuzz_record: FUZZ_EXTRA := src/store/record.c
+# The admin HTTP target builds the admin server and JSON writer whose parser it tests.
+$(FUZZ_DIR)/fuzz_admin_http: src/admin/server.c src/admin/json.c src/admin/admin.h
+$(FUZZ_DIR)/fuzz_admin_http: FUZZ_EXTRA := src/admin/server.c src/admin/json.c
 
 fuzz-build: $(FUZZ_BIN)
 

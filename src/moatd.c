@@ -2,7 +2,7 @@
  * moatd.c - the broker daemon's entry point: arguments, configuration,
  * logging, signals, privilege drop, then the broker.
  *
- *   moatd [-c FILE] [-p PORT] [-v] [-h] [--version]
+ *   moatd [-c FILE] [-p PORT] [-v] [-h] [--version] [--restore BACKUP]
  *
  * With no configuration file (or one without listeners) moatd listens on
  * 127.0.0.1 only, port 1883 or -p, and lets anonymous clients in there:
@@ -30,10 +30,12 @@
 static void usage(FILE *f)
 {
 	fprintf(f, "moatd %s - an MQTT broker that defends itself\n\n"
-		   "usage: moatd [-c FILE] [-p PORT] [-v]\n\n"
+		   "usage: moatd [-c FILE] [-p PORT] [-v] [--restore BACKUP]\n\n"
 		   "  -c FILE    read the configuration from FILE (Mosquitto syntax)\n"
 		   "  -p PORT    port of the local-only listener used when FILE has none (1883)\n"
 		   "  -v         verbose: log every event, debug included\n"
+		   "  --restore BACKUP  start from BACKUP (made by `moat ctl backup`); the store\n"
+		   "             in persistence_location is moved aside, not deleted\n"
 		   "  -h         this help\n"
 		   "  --version  print the version\n"
 		   "\nWith no listener configured, moatd listens on 127.0.0.1 only.\n",
@@ -131,10 +133,11 @@ static void raise_fd_limit(void)
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{"version", no_argument, NULL, 'V'}, {"help", no_argument, NULL, 'h'}, {0}};
+		{"version", no_argument, NULL, 'V'}, {"help", no_argument, NULL, 'h'},
+		{"restore", required_argument, NULL, 'R'}, {0}};
 	struct moat_config conf;
 	struct moat_broker *b = NULL;
-	const char *path = NULL;
+	const char *path = NULL, *restore = NULL;
 	char err[512];
 	long port = 1883;
 	bool verbose = false;
@@ -154,6 +157,9 @@ int main(int argc, char **argv)
 			break;
 		case 'v':
 			verbose = true;
+			break;
+		case 'R':
+			restore = optarg;
 			break;
 		case 'V':
 			printf("moatd %s\n", MOAT_VERSION);
@@ -175,6 +181,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "moatd: %s\n", err);
 		goto out;
 	}
+	conf.restore_from = restore;
 	if (conf.n_listeners == 0 && moat_config_add_default_listener(&conf, (uint16_t)port) < 0)
 		goto out;
 	if (open_log(&conf, verbose) < 0)

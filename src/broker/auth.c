@@ -660,17 +660,23 @@ bool acl_allows(struct moat_conn *c, const uint8_t *topic, size_t n, int access)
 	return c->acl && moat_acl_check(c->acl, topic, n, access) == MOAT_ALLOW;
 }
 
-void acl_denied(struct moat_conn *c, const uint8_t *topic, size_t n, const char *access)
+void acl_refused(struct moat_conn *c, const uint8_t *topic, size_t n, const char *access,
+		 const char *why)
 {
 	char *t = strndup((const char *)topic, n);
 	struct moat_sec_event e = {.kind = MOAT_SEC_ACL_DENIED, .addr = c->addr,
 				   .client_id = c->session ? c->session->client_id : NULL,
 				   .username = c->username, .method = auth_method_name(c->proven),
-				   .reason = "not allowed by the ACL", .topic = t, .access = access,
+				   .reason = why, .topic = t, .access = access,
 				   .port = c->listener->conf->port};
 
 	moat_sec_emit(&e);
 	free(t);
+}
+
+void acl_denied(struct moat_conn *c, const uint8_t *topic, size_t n, const char *access)
+{
+	acl_refused(c, topic, n, access, "not allowed by the ACL");
 }
 
 /* ---- reload ---- */

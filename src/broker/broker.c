@@ -128,13 +128,16 @@ int moat_broker_new(struct moat_config *c, struct moat_broker **out, char *err, 
 		return MOAT_ENOMEM;
 	b->conf = c;
 	b->started_at = moat_wall_s();
+	atomic_init(&b->lockdown_set, -1);
 	atomic_init(&b->next_session_id, 1);
 	moat_mem_init(&b->msg_mem, c->memory_limit, NULL);
 	moat_mem_init(&b->conn_mem, 0, NULL);
 	b->auth_pool = moat_pool_new(c->auth_threads);
 	b->subs = moat_subs_new(NULL, session_online);
 	b->retain = moat_retain_new(NULL);
-	if (!b->subs || !b->retain || !b->auth_pool)
+	b->inventory = inventory_new(c->inventory_max);
+	b->blocks = blocks_new();
+	if (!b->subs || !b->retain || !b->auth_pool || !b->inventory || !b->blocks)
 		goto fail;
 	rc = open_listeners(b, err, errlen);
 	if (rc < 0)
@@ -154,6 +157,8 @@ int moat_broker_new(struct moat_config *c, struct moat_broker **out, char *err, 
 			goto fail;
 	/* sessions, their messages and retained messages, before any client */
 	if ((rc = persist_load(b, err, errlen)) < 0)
+		goto fail;
+	if ((rc = admin_start(b, err, errlen)) < 0)
 		goto fail;
 	*out = b;
 	return 0;
@@ -225,7 +230,7 @@ static void reload(struct moat_broker *b, const char *path)
 {
 	struct moat_config fresh;
 	char err[512], msg[512], why[600];
-	bool was_locked = b->conf->lockdown;
+	bool was_locked = guard_lockdown(b);
 	int n;
 
 	if (!path) {
@@ -252,8 +257,8 @@ static void reload(struct moat_broker *b, const char *path)
 	/* after the new settings are handed on (live sessions are re-checked by their workers) */
 	snprintf(why, sizeof(why), n ? "applied; these need a restart: %s" : "applied", msg);
 	guard_note(MOAT_SEC_RELOAD, why);
-	if (b->conf->lockdown != was_locked)
-		guard_note(MOAT_SEC_LOCKDOWN, b->conf->lockdown ? "on" : "off");
+	if (guard_lockdown(b) != was_locked)
+		guard_note(MOAT_SEC_LOCKDOWN, guard_lockdown(b) ? "on" : "off");
 }
 
 static int setup_fds(const struct moat_broker *b, int *sfd, int *tfd)
@@ -293,6 +298,7 @@ int moat_broker_run(struct moat_broker *b, const char *config_path)
 		uint64_t ticks;
 
 		guard_save_bans(b); /* when the sentinel placed a ban since */
+		persist_audit_head(b);
 		if (poll(p, 2, 5000) < 0) {
 			if (errno == EINTR)
 				continue;
@@ -325,6 +331,7 @@ void moat_broker_stop(struct moat_broker *b)
 	int i;
 
 	atomic_store(&b->stopping, true);
+	admin_stop(b); /* its handlers end while what they touch is whole */
 	for (i = 0; i < b->nworkers; i++)
 		worker_stop(b->workers[i]);
 	for (i = 0; i < b->nworkers; i++)
@@ -338,6 +345,7 @@ void moat_broker_free(struct moat_broker *b)
 
 	if (!b)
 		return;
+	admin_free(b); /* stopped already, or start failed after it began */
 	for (i = 0; i < b->nlisteners; i++)
 		moat_ocsp_free(b->listeners[i].ocsp); /* joins its thread first */
 	moat_pool_free(b->auth_pool); /* finishes its checks: their answers wait in inboxes */
@@ -358,5 +366,7 @@ void moat_broker_free(struct moat_broker *b)
 	}
 	moat_subs_free(b->subs);
 	moat_retain_free(b->retain);
+	inventory_free(b->inventory);
+	blocks_free(b->blocks);
 	free(b);
 }

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "broker/internal.h"
+#include "core/clock.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "core/vec.h"
@@ -66,6 +67,7 @@ struct moat_conn *conn_new(struct moat_worker *w, struct moat_transport *tr,
 	moat_mqtt_framer_init(&c->in, &w->b->conn_mem, 0, w->b->conf->preauth_max_packet_size);
 	moat_map_init(&c->alias_out, NULL);
 	c->connected_at = worker_now(w);
+	c->connected_wall = moat_wall_s();
 	c->last_rx = c->connected_at;
 	c->deadline = c->connected_at + (int64_t)w->b->conf->connect_timeout * 1000;
 	c->client_max_packet = MOAT_MQTT_MAX_PACKET;
@@ -109,8 +111,22 @@ static void unlink_conn(struct moat_conn *c)
 }
 
 /* Takes c off its worker (for handing it to another); its output must be empty. */
+/* Takes c off its worker's unread list (it is freed, or moves to another worker). */
+static void forget_unread(struct moat_conn *c)
+{
+	struct moat_worker *w = c->w;
+
+	if (!c->unread || !w)
+		return;
+	for (size_t k = 0; k < w->nunread; k++)
+		if (w->unread[k] == c)
+			w->unread[k] = w->unread[--w->nunread];
+	c->unread = false;
+}
+
 void conn_detach(struct moat_conn *c)
 {
+	forget_unread(c);
 	moat_loop_del(c->w->loop, &c->io);
 	unlink_conn(c);
 	c->w = NULL;
@@ -149,6 +165,7 @@ void conn_free(struct moat_conn *c)
 	int fd = c->io.fd;
 
 	conn_flush(c);
+	forget_unread(c);
 	/* Read what the peer sent after our last packet, so close() sends FIN, not RST. */
 	for (int i = 0; i < 16 && read(fd, junk, sizeof(junk)) > 0; i++)
 		;
@@ -173,6 +190,7 @@ static void leave_session(struct moat_conn *c)
 
 	s->conn = NULL;
 	atomic_store(&s->online, false);
+	inventory_disconnected(c->w->b, s->client_id, s->client_id_len);
 	ends = s->expiry == 0;
 	if (!ends && s->expiry != SESSION_NEVER_EXPIRES)
 		s->expires_at = now + (int64_t)s->expiry * 1000;
@@ -187,10 +205,13 @@ static void leave_session(struct moat_conn *c)
 				s->will_at = s->expires_at;
 		}
 	}
-	if (ends)
+	if (ends) {
 		session_end(s);
-	else
+	} else {
 		persist_session(s); /* offline since now: its expiry counts from here */
+		if (s->will)
+			persist_will(s);
+	}
 	session_unref(s);
 	c->session = NULL;
 }
@@ -372,8 +393,9 @@ int conn_send_publish(struct moat_conn *c, struct moat_msg *msg, uint8_t qos, bo
 	if (c->state == C_CLOSING)
 		return MOAT_ECLOSED;
 	/* Every delivery is checked: a right taken away stops what was subscribed before. */
-	if (!acl_allows(c, moat_msg_topic(msg), msg->topic_len, MOAT_ACL_READ)) {
-		STAT_ADD(&c->w->stats, msgs_dropped, 1);
+	if (!acl_allows(c, moat_msg_topic(msg), msg->topic_len, MOAT_ACL_READ) ||
+	    blocks_hit(c->w->b->blocks, moat_msg_topic(msg), msg->topic_len)) { /* block.c */
+		STAT_DROP(&c->w->stats, DROP_NOT_AUTHORIZED);
 		return MOAT_EDENIED;
 	}
 	if (v5) {
@@ -391,7 +413,7 @@ int conn_send_publish(struct moat_conn *c, struct moat_msg *msg, uint8_t qos, bo
 	total = 1 + vsize((uint32_t)rl) + rl;
 	if (total > c->client_max_packet) {
 		/* [MQTT-3.1.2-25]: discard it as if it had been sent. */
-		STAT_ADD(&c->w->stats, msgs_dropped, 1);
+		STAT_DROP(&c->w->stats, DROP_CLIENT_MAX_PACKET);
 		return MOAT_ETOOBIG;
 	}
 	inline_payload = msg->payload_len <= INLINE_PAYLOAD;
@@ -436,6 +458,8 @@ int conn_send_publish(struct moat_conn *c, struct moat_msg *msg, uint8_t qos, bo
 		alias_commit(c, topic, tlen, alias);
 	STAT_ADD(&c->w->stats, msgs_sent, 1);
 	STAT_ADD(&c->w->stats, pub_sent, 1);
+	STAT_ADD(&c->w->stats, pub_sent_qos[qos & 3], 1);
+	c->pub_out++;
 	conn_mark_dirty(c);
 	return 0;
 }
@@ -488,6 +512,26 @@ static void advance(struct out *o, size_t n)
 }
 
 /* Watches what the transport needs; no reading while the output is congested. */
+/*
+ * Input a transport already took off the socket (decrypted TLS records,
+ * WebSocket frames) raises no epoll event: when reading stops with some of it
+ * left (the read rounds ran out, output piled up, a rate pause), the
+ * connection goes on the worker's unread list, read again before the loop
+ * sleeps, and the loop does not sleep while the list has any. Otherwise the
+ * last messages of a publisher that then goes quiet would wait forever.
+ */
+static void want_unread(struct moat_conn *c)
+{
+	struct moat_worker *w = c->w;
+
+	if (c->unread)
+		return;
+	if (!moat_grow((void **)&w->unread, &w->unreadcap, w->nunread + 1, sizeof(*w->unread)))
+		return; /* read at its next event */
+	w->unread[w->nunread++] = c;
+	c->unread = true;
+}
+
 static void update_events(struct moat_conn *c)
 {
 	unsigned ev = moat_transport_want(c->tr, c->out.pending > 0);
@@ -496,6 +540,33 @@ static void update_events(struct moat_conn *c)
 	if (conn_congested(c) || c->auth_wait || c->ocsp_wait || c->paused_until)
 		ev &= ~(unsigned)MOAT_EV_READ;
 	moat_loop_mod(c->w->loop, &c->io, ev);
+	if ((ev & MOAT_EV_READ) && c->tr->ops->has_buffered(c->tr))
+		want_unread(c);
+}
+
+static void read_some(struct moat_conn *c);
+
+void conn_read_unread(struct moat_worker *w)
+{
+	while (w->nunread) {
+		struct moat_conn **list = w->unread;
+		size_t n = w->nunread, i;
+
+		/* read_some may put connections back: they go on a fresh list */
+		w->unread = NULL;
+		w->nunread = w->unreadcap = 0;
+		for (i = 0; i < n; i++) {
+			struct moat_conn *c = list[i];
+			c->unread = false;
+			if (c->w == w && c->state != C_CLOSING && !c->zombie)
+				read_some(c);
+		}
+		free(list);
+		if (w->nunread) { /* more next turn, without sleeping */
+			moat_loop_wake(w->loop);
+			return;
+		}
+	}
 }
 
 static void write_failed(struct moat_conn *c, int rc)
@@ -523,6 +594,7 @@ void conn_flush(struct moat_conn *c)
 		}
 		if (c->w)
 			STAT_ADD(&c->w->stats, bytes_sent, (uint64_t)r);
+		c->bytes_out += (uint64_t)r;
 		advance(o, (size_t)r);
 	}
 	rc = moat_transport_flush(c->tr);
@@ -530,6 +602,9 @@ void conn_flush(struct moat_conn *c)
 		write_failed(c, rc);
 		return;
 	}
+	/* drained below the mark: what waited for it (a retained snapshot at QoS 0) goes on */
+	if (c->state == C_ACTIVE && c->session && c->session->queue.head && !conn_congested(c))
+		session_fill_window(c->session);
 	if (c->state != C_CLOSING)
 		update_events(c);
 }
@@ -580,6 +655,7 @@ static void read_some(struct moat_conn *c)
 		}
 		moat_mqtt_framer_commit(&c->in, (size_t)n);
 		STAT_ADD(&c->w->stats, bytes_received, (uint64_t)n);
+		c->bytes_in += (uint64_t)n;
 		c->last_rx = worker_now(c->w);
 		if (conn_process(c) < 0)
 			return; /* closed, or handed to another worker: c is not ours now */

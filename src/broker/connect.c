@@ -173,8 +173,11 @@ static struct moat_session *open_session(struct moat_conn *c, const struct moat_
 	}
 	*present = s != NULL;
 	if (s) {
-		moat_msg_unref(s->will); /* reconnected in time: no delayed will [MQTT-3.1.3-9] */
-		s->will = NULL;
+		if (s->will) { /* reconnected in time: no delayed will [MQTT-3.1.3-9] */
+			moat_msg_unref(s->will);
+			s->will = NULL;
+			persist_will(s);
+		}
 	} else if (!(s = session_new(w, cn->client_id.p, cn->client_id.len))) {
 		return NULL;
 	}
@@ -346,6 +349,7 @@ int connect_accept(struct moat_conn *c, const struct moat_mqtt_packet *p)
 	send_connack(c, cn, present);
 	log_connect(c, cn, present);
 	auth_success(c, s->client_id);
+	inventory_connected(w->b, c, cn);
 	STAT_ADD(&w->stats, connects, 1);
 	STAT_ADD(&w->stats, clients_connected, 1);
 	atomic_fetch_add(&w->b->clients_total, 1);

@@ -4,8 +4,8 @@
  * (disconnect, throttle; bans are placed in the shared ban table), and
  * applies the cheap checks that must run before anything expensive: address
  * bans, connection rates and counts at accept; name bans, forwarded-address
- * bans and lockdown at CONNECT; the password gate before each hash; message
- * and byte rates per client.
+ * bans and lockdown at CONNECT; message and byte rates per client. The
+ * password gate before each hash is in gate.c.
  *
  *   workers --moat_sec_emit--> sink --submit--> sentinel thread --> audit log
  *                                                     |            --> $SYS/moat/security/<kind>
@@ -29,7 +29,6 @@
 #define MAX_TOPICS_REMEMBERED 1024 /* per connection, for new_topic events */
 #define RATE_MAP_MAX 65536         /* addresses with a connection-rate bucket (~6 MB) */
 #define THROTTLED_RATE 1.0         /* messages per second while the sentinel throttles */
-#define AUTH_INFLIGHT_MAX 8        /* password checks at once from one address */
 
 struct addr_count {
 	int n;
@@ -39,14 +38,6 @@ struct addr_count {
 
 struct rate_entry {
 	struct moat_bucket bucket;
-	size_t len;
-	char host[];
-};
-
-struct gate_entry {
-	int inflight;      /* password checks running for the address */
-	uint32_t fails;    /* failed since window_ms */
-	int64_t window_ms;
 	size_t len;
 	char host[];
 };
@@ -137,6 +128,53 @@ static void broadcast(struct moat_broker *b, int kind, const char *addr, const c
 	}
 }
 
+/* ---- what an administrator asks (admin.c, on an admin thread) ---- */
+
+void guard_kick(struct moat_broker *b, const char *addr, const char *client_id,
+		const char *username, const char *identity, const char *why)
+{
+	if (!identity) {
+		broadcast(b, IT_KICK, addr, client_id, username, why, 0, 0);
+		return;
+	}
+	for (int i = 0; i < b->nworkers; i++) {
+		struct verdict *v = calloc(1, sizeof(*v));
+		if (!v)
+			continue;
+		snprintf(v->identity, sizeof(v->identity), "%s", identity);
+		snprintf(v->why, sizeof(v->why), "%s", why);
+		worker_push_now(b->workers[i], (struct item){.kind = IT_KICK, .job = v});
+	}
+}
+
+void guard_kick_banned(struct moat_broker *b)
+{
+	for (int i = 0; i < b->nworkers; i++) {
+		struct verdict *v = calloc(1, sizeof(*v));
+		if (!v)
+			continue;
+		v->banned = true;
+		snprintf(v->why, sizeof(v->why), "banned by an administrator");
+		worker_push_now(b->workers[i], (struct item){.kind = IT_KICK, .job = v});
+	}
+}
+
+bool guard_lockdown(struct moat_broker *b)
+{
+	int set = atomic_load(&b->lockdown_set);
+
+	return set >= 0 ? set : b->conf->lockdown;
+}
+
+void guard_set_lockdown(struct moat_broker *b, bool on)
+{
+	bool was = guard_lockdown(b);
+
+	atomic_store(&b->lockdown_set, on);
+	if (was != on)
+		guard_note(MOAT_SEC_LOCKDOWN, on ? "on (admin)" : "off (admin)");
+}
+
 static void op_disconnect(void *ctx, const char *addr, const char *client_id,
 			  const char *username, const char *why, uint8_t reason_code)
 {
@@ -154,16 +192,8 @@ static void op_publish(void *ctx, const struct moat_sec_event *e)
 
 	if (e->kind == MOAT_SEC_BANNED)
 		atomic_store(&b->bans_dirty, true);
-	if (e->kind == MOAT_SEC_BANNED && e->addr && e->addr[0]) {
-		/* The ban takes over from the password gate: its step, not the gate's
-		 * window, says when the address may try again. */
-		struct gate_entry *g;
-
-		pthread_mutex_lock(&b->addr_lock);
-		if ((g = moat_map_get(&b->auth_gate, e->addr, strlen(e->addr))))
-			g->fails = 0;
-		pthread_mutex_unlock(&b->addr_lock);
-	}
+	if (e->kind == MOAT_SEC_BANNED && e->addr && e->addr[0])
+		gate_banned(b, e->addr);
 	if (b->secsys)
 		moat_sys_security(b->secsys, e);
 }
@@ -236,6 +266,7 @@ int guard_init(struct moat_broker *b, char *err, size_t errlen)
 	static bool sink_added;
 	int rc;
 
+	admin_events_init(); /* its sink, before any thread emits (once per process) */
 	pthread_mutex_init(&b->addr_lock, NULL);
 	moat_map_init(&b->addr_counts, NULL);
 	moat_map_init(&b->addr_rates, NULL);
@@ -289,10 +320,11 @@ void guard_save_bans(struct moat_broker *b)
 {
 	char err[256];
 
-	if (!b->conf->bans_file || !atomic_exchange(&b->bans_dirty, false))
+	if (!atomic_exchange(&b->bans_dirty, false))
 		return;
-	if (moat_bans_save(b->bans, b->conf->bans_file, moat_now_ms(), moat_wall_s(), err,
-			   sizeof(err)) < 0)
+	persist_bans(b); /* the store keeps them too, sealed, when persistence is on */
+	if (b->conf->bans_file && moat_bans_save(b->bans, b->conf->bans_file, moat_now_ms(),
+						 moat_wall_s(), err, sizeof(err)) < 0)
 		moat_log(MOAT_LOG_LVL_ERROR, "bans_save_failed reason=\"%s\"", err);
 }
 
@@ -303,7 +335,10 @@ void guard_free(struct moat_broker *b)
 	moat_sentinel_free(b->sentinel); /* drains its queue */
 	b->sentinel = NULL;
 	moat_sys_free(b->secsys);
+	if (b->audit && moat_audit_sync(b->audit) == 0)
+		persist_audit_head(b); /* the store closes after this: the last head goes in */
 	moat_audit_close(b->audit);
+	b->audit = NULL;
 	if (b->bans)
 		atomic_store(&b->bans_dirty, true);
 	if (b->bans)
@@ -474,12 +509,12 @@ void guard_release(struct moat_broker *b, struct moat_conn *c)
  * The client's own address: what a trusted proxy forwarded (a bare address),
  * else the peer's. Bans, the allow-list and the password gate go by it.
  */
-static const char *client_host(const struct moat_conn *c)
+const char *guard_client_host(const struct moat_conn *c)
 {
 	return c->forwarded ? c->addr : c->host;
 }
 
-static bool client_sockaddr(const struct moat_conn *c, struct sockaddr_storage *sa)
+bool guard_client_sockaddr(const struct moat_conn *c, struct sockaddr_storage *sa)
 {
 	socklen_t len = sizeof(*sa);
 
@@ -509,7 +544,7 @@ uint8_t guard_connect(struct moat_conn *c, const uint8_t *client_id, size_t n, c
 	size_t un = c->username ? strlen(c->username) : 0;
 
 	struct sockaddr_storage sa;
-	bool have_sa = client_sockaddr(c, &sa);
+	bool have_sa = guard_client_sockaddr(c, &sa);
 
 	/* the peer's address was checked at accept; a forwarded one is known only now */
 	if ((c->forwarded && have_sa &&
@@ -522,7 +557,7 @@ uint8_t guard_connect(struct moat_conn *c, const uint8_t *client_id, size_t n, c
 		*why = "banned";
 		return MOAT_RC_BANNED;
 	}
-	if (b->conf->lockdown) {
+	if (guard_lockdown(b)) {
 		bool allowed = (have_sa && moat_bans_allowed_addr(b->bans, (struct sockaddr *)&sa)) ||
 			       moat_bans_allowed_name(b->bans, MOAT_BAN_CLIENTID, (const char *)client_id,
 						      n) ||
@@ -536,120 +571,6 @@ uint8_t guard_connect(struct moat_conn *c, const uint8_t *client_id, size_t n, c
 		}
 	}
 	return 0;
-}
-
-/* ---- the password gate ---- */
-
-/*
- * A password check costs an Argon2id hash; an attacker must not be able to
- * buy them in bulk. The sentinel bans an address after auth_fail_addr
- * failures, but it hears of them a moment later, and a burst of parallel
- * CONNECTs would all reach the pool first. So, before each check, counted
- * here synchronously: at most AUTH_INFLIGHT_MAX checks at once per address,
- * and none once the address has failed auth_fail_addr times in its window.
- * Allow-listed addresses pass.
- */
-static void gate_limits(const struct moat_config *c, uint32_t *threshold, uint32_t *window_s)
-{
-	const struct moat_config_detector *d = &c->detectors[MOAT_DET_AUTH_FAIL_ADDR];
-	struct moat_sentinel_conf sc;
-
-	moat_sentinel_conf_defaults(&sc);
-	*threshold = d->set ? (d->enabled ? d->threshold : 0) : sc.det[MOAT_DET_AUTH_FAIL_ADDR].threshold;
-	*window_s = d->set ? d->window_s : sc.det[MOAT_DET_AUTH_FAIL_ADDR].window_s;
-	if (d->set && d->enabled && d->action != MOAT_ACT_BAN)
-		*threshold = 0; /* the policy is not to refuse: the gate does not either */
-	if (!c->sentinel)
-		*threshold = 0;
-}
-
-/* Drops the entries that hold nothing (the caller holds addr_lock). */
-static void gate_sweep(struct moat_broker *b, int64_t now, int64_t window_ms)
-{
-	size_t pos = 0;
-	struct gate_entry *g;
-
-	while ((g = moat_map_next(&b->auth_gate, &pos, NULL, NULL)))
-		if (g->inflight == 0 && (g->fails == 0 || now - g->window_ms >= window_ms)) {
-			moat_map_del(&b->auth_gate, g->host, g->len);
-			free(g);
-			pos = 0; /* the map changed under the cursor: start over */
-		}
-}
-
-/* Returns 0 to go on with the password check, or the refusal reason with *why. */
-uint8_t guard_auth_begin(struct moat_conn *c, const char **why)
-{
-	struct moat_broker *b = c->w->b;
-	int64_t now = worker_now(c->w);
-	uint32_t threshold, window_s;
-	struct sockaddr_storage sa;
-	const char *host = client_host(c);
-	size_t n = strlen(host);
-	struct gate_entry *g;
-	uint8_t rc = 0;
-
-	if (client_sockaddr(c, &sa) && moat_bans_allowed_addr(b->bans, (struct sockaddr *)&sa))
-		return 0;
-	gate_limits(b->conf, &threshold, &window_s);
-	pthread_mutex_lock(&b->addr_lock);
-	g = moat_map_get(&b->auth_gate, host, n);
-	if (!g && b->auth_gate.len >= RATE_MAP_MAX)
-		gate_sweep(b, now, (int64_t)window_s * 1000);
-	if (!g && b->auth_gate.len < RATE_MAP_MAX && (g = calloc(1, sizeof(*g) + n + 1))) {
-		memcpy(g->host, host, n + 1);
-		g->len = n;
-		g->window_ms = now;
-		if (moat_map_put(&b->auth_gate, g->host, n, g) < 0) {
-			free(g);
-			g = NULL;
-		}
-	}
-	if (g) {
-		if (now - g->window_ms >= (int64_t)window_s * 1000) {
-			g->fails = 0;
-			g->window_ms = now;
-		}
-		if (threshold && g->fails >= threshold) {
-			rc = MOAT_RC_CONNECTION_RATE_EXCEEDED; /* until the sentinel's ban lands */
-			*why = "too many failed logins from this address";
-		} else if (g->inflight >= AUTH_INFLIGHT_MAX) {
-			rc = MOAT_RC_CONNECTION_RATE_EXCEEDED;
-			*why = "too many logins at once from this address";
-		} else {
-			g->inflight++;
-			c->auth_gated = true;
-		}
-	}
-	pthread_mutex_unlock(&b->addr_lock);
-	if (rc) {
-		guard_event(c, MOAT_SEC_RATE_LIMITED, *why);
-		c->refusal_reported = true;
-	}
-	return rc;
-}
-
-/* A password check ended (failed: it was wrong). */
-void guard_auth_end(struct moat_conn *c, bool failed)
-{
-	struct moat_broker *b = c->w->b;
-	struct gate_entry *g;
-
-	if (!c->auth_gated)
-		return;
-	c->auth_gated = false;
-	pthread_mutex_lock(&b->addr_lock);
-	g = moat_map_get(&b->auth_gate, client_host(c), strlen(client_host(c)));
-	if (g) {
-		g->inflight--;
-		if (failed)
-			g->fails++;
-		if (g->inflight == 0 && g->fails == 0) {
-			moat_map_del(&b->auth_gate, g->host, g->len);
-			free(g);
-		}
-	}
-	pthread_mutex_unlock(&b->addr_lock);
 }
 
 /* ---- while connected ---- */
@@ -688,20 +609,26 @@ bool guard_publish(struct moat_conn *c, size_t bytes)
 /*
  * Notes a topic the client used; the first use of each is a new_topic event,
  * a probe (value 1) if it was a subscription or a publish that was denied or
- * reached no one: what topic_scan counts.
+ * reached no one: what topic_scan counts. Accepted publishes are counted per
+ * topic too: the data-flow map (admin_flows.c) is made of these counts.
  */
-void guard_topic(struct moat_conn *c, const uint8_t *topic, size_t n, bool probe)
+void guard_topic(struct moat_conn *c, const uint8_t *topic, size_t n, bool probe, bool published)
 {
-	char *copy;
+	struct topic_use *u;
 
 	c->did_work = true;
-	if (moat_map_get(&c->topics, topic, n))
+	if ((u = moat_map_get(&c->topics, topic, n))) {
+		u->published += published;
 		return;
-	if (c->topics.len < MAX_TOPICS_REMEMBERED && (copy = malloc(n + 1))) {
-		memcpy(copy, topic, n);
-		copy[n] = 0;
-		if (moat_map_put(&c->topics, copy, n, copy) < 0)
-			free(copy);
+	}
+	if (c->topics.len < MAX_TOPICS_REMEMBERED && (u = malloc(sizeof(*u) + n + 1))) {
+		u->published = published;
+		u->since = worker_now(c->w);
+		u->len = n;
+		memcpy(u->text, topic, n);
+		u->text[n] = 0;
+		if (moat_map_put(&c->topics, u->text, n, u) < 0)
+			free(u);
 	}
 	{
 		char t[256];
@@ -730,15 +657,46 @@ void guard_tick(struct moat_conn *c, int64_t now)
 
 /* ---- verdicts from the sentinel ---- */
 
+/* The TLS identity of c is id: its certificate's subject or CN, or its PSK identity. */
+static bool identity_is(const struct moat_conn *c, const char *id)
+{
+	const struct moat_tls_info *ti = c->tr->ops->tls(c->tr);
+
+	if (c->identity && strcmp(c->identity, id) == 0)
+		return true;
+	return ti && (strcmp(ti->subject, id) == 0 || strcmp(ti->cn, id) == 0 ||
+		      strcmp(ti->psk_identity, id) == 0) && id[0];
+}
+
+/* A connection the bans table covers now: its address, client id or user name. */
+static bool banned_now(const struct moat_conn *c)
+{
+	struct moat_bans *bans = c->w->b->bans;
+	int64_t now = worker_now(c->w);
+	struct sockaddr_storage sa;
+
+	if (guard_client_sockaddr(c, &sa) && moat_bans_check_addr(bans, (struct sockaddr *)&sa, now, NULL))
+		return true;
+	if (c->session && moat_bans_check_name(bans, MOAT_BAN_CLIENTID, c->session->client_id,
+					       c->session->client_id_len, now, NULL))
+		return true;
+	return c->username && moat_bans_check_name(bans, MOAT_BAN_USERNAME, c->username,
+						  strlen(c->username), now, NULL);
+}
+
 static bool matches(const struct moat_conn *c, const struct verdict *v)
 {
-	if (v->addr[0] && strcmp(v->addr, c->host) != 0 && strcmp(v->addr, client_host(c)) != 0)
+	if (v->banned)
+		return banned_now(c);
+	if (v->addr[0] && strcmp(v->addr, c->host) != 0 && strcmp(v->addr, guard_client_host(c)) != 0)
 		return false;
 	if (v->client_id[0] && (!c->session || strcmp(v->client_id, c->session->client_id) != 0))
 		return false;
 	if (v->username[0] && (!c->username || strcmp(v->username, c->username) != 0))
 		return false;
-	return v->addr[0] || v->client_id[0] || v->username[0];
+	if (v->identity[0] && !identity_is(c, v->identity))
+		return false;
+	return v->addr[0] || v->client_id[0] || v->username[0] || v->identity[0];
 }
 
 void guard_verdict(struct moat_worker *w, int kind, struct verdict *v)

@@ -85,21 +85,25 @@ static int h_publish(struct moat_conn *c, struct moat_mqtt_packet *pkt)
 	const struct moat_config *conf = w->b->conf;
 	struct moat_slice topic;
 	struct moat_msg *msg;
-	bool within_rate;
+	bool within_rate, blocked;
 	size_t n;
 
 	STAT_ADD(&w->stats, pub_received, 1);
+	STAT_ADD(&w->stats, pub_received_qos[p->qos & 3], 1);
+	c->pub_in++;
 	w->store_mark = w->store_writes;
 	if (resolve_alias(c, p, &topic) < 0 || publish_allowed(c, p) < 0)
 		return -1;
 	within_rate = guard_publish(c, p->payload.len + topic.len);
 	if (mount_topic(c, topic, w->mountbuf, &topic) < 0)
 		return violation(c, MOAT_RC_TOPIC_NAME_INVALID, "topic too long under the mount point");
-	if (!acl_allows(c, topic.p, topic.len, MOAT_ACL_WRITE)) {
-		guard_topic(c, topic.p, topic.len, true);
+	blocked = blocks_hit(w->b->blocks, topic.p, topic.len); /* an administrator's: block.c */
+	if (blocked || !acl_allows(c, topic.p, topic.len, MOAT_ACL_WRITE)) {
+		guard_topic(c, topic.p, topic.len, true, false);
 		/* 5.0 says so in the ack; 3.x has no negative ack: the message is just dropped. */
-		STAT_ADD(&w->stats, msgs_dropped, 1);
-		acl_denied(c, topic.p, topic.len, "publish");
+		STAT_DROP(&w->stats, DROP_NOT_AUTHORIZED);
+		acl_refused(c, topic.p, topic.len, "publish",
+			    blocked ? "topic blocked by an administrator" : "not allowed by the ACL");
 		if (p->qos == 2 && c->version != MOAT_MQTT_V5 && session_qos2_add(c->session, p->packet_id) < 0)
 			return violation(c, MOAT_RC_UNSPECIFIED_ERROR, "out of memory");
 		ack_publish(c, p, MOAT_RC_NOT_AUTHORIZED);
@@ -112,19 +116,19 @@ static int h_publish(struct moat_conn *c, struct moat_mqtt_packet *pkt)
 	}
 	if (!within_rate && p->qos && c->version == MOAT_MQTT_V5) {
 		/* Over max_message_rate/max_byte_rate: 5.0 can say so (the reads pause too). */
-		STAT_ADD(&w->stats, msgs_dropped, 1);
+		STAT_DROP(&w->stats, DROP_RATE_LIMITED);
 		ack_publish(c, p, MOAT_RC_QUOTA_EXCEEDED);
 		return 0;
 	}
 	if (conf->message_size_limit && p->payload.len > conf->message_size_limit) {
-		STAT_ADD(&w->stats, msgs_dropped, 1);
+		STAT_DROP(&w->stats, DROP_SIZE_LIMIT);
 		ack_publish(c, p, MOAT_RC_QUOTA_EXCEEDED);
 		return 0;
 	}
 	msg = moat_msg_from_publish(&w->b->msg_mem, p, topic.p, topic.len, c->session->id,
 				    worker_now(w));
 	if (!msg) {
-		STAT_ADD(&w->stats, msgs_dropped, 1);
+		STAT_DROP(&w->stats, DROP_MEMORY);
 		if (c->version != MOAT_MQTT_V5 && p->qos) {
 			conn_close(c, "memory limit reached");
 			return -1;
@@ -137,7 +141,7 @@ static int h_publish(struct moat_conn *c, struct moat_mqtt_packet *pkt)
 	else if (msg->retain)
 		persist_retained(w, w->b, msg);
 	n = publish_message(w, msg);
-	guard_topic(c, moat_msg_topic(msg), msg->topic_len, n == 0); /* the message's own copy */
+	guard_topic(c, moat_msg_topic(msg), msg->topic_len, n == 0, true); /* the message's own copy */
 	moat_msg_unref(msg);
 	if (!n)
 		guard_event(c, MOAT_SEC_NO_SUBSCRIBER, NULL);
@@ -213,7 +217,7 @@ static void send_retained(struct moat_conn *c, struct moat_slice f, uint8_t opts
 	moat_retain_match(c->w->b->retain, f.p, f.len, worker_now(c->w), collect_retained, &r);
 	for (i = 0; i < r.n; i++) {
 		uint8_t q = MOAT_SUBOPT_QOS(opts) < r.v[i]->qos ? MOAT_SUBOPT_QOS(opts) : r.v[i]->qos;
-		session_deliver(c->session, r.v[i], q, true, &subid, subid ? 1 : 0, 0);
+		session_deliver_retained(c->session, r.v[i], q, &subid, subid ? 1 : 0);
 		moat_msg_unref(r.v[i]);
 	}
 	free(r.v);
@@ -231,7 +235,7 @@ static uint8_t subscribe_one(struct moat_conn *c, struct moat_slice f, uint8_t o
 		return c->version == MOAT_MQTT_V5 ? MOAT_RC_WILDCARD_SUBSCRIPTIONS_NOT_SUPPORTED : 0x80;
 	if (moat_mqtt_share_split(f.p, f.len, &g, &inner) != 1)
 		inner = f;
-	guard_topic(c, inner.p, inner.len, true);
+	guard_topic(c, inner.p, inner.len, true, false);
 	if (!acl_allows(c, inner.p, inner.len, MOAT_ACL_SUBSCRIBE)) {
 		acl_denied(c, f.p, f.len, "subscribe");
 		return denied;

@@ -45,6 +45,7 @@
 #include "security/bucket.h"
 #include "security/sentinel.h"
 #include "store/store.h"
+#include "admin/admin.h"
 #include "net/tls.h"
 #include "net/transport.h"
 
@@ -60,10 +61,26 @@ struct listen_io;
 
 /* ---- statistics: one writer each (its worker), read by $SYS ---- */
 
+/* Why a message was dropped (GET /metrics, admin_metrics.c); msgs_dropped counts them all. */
+enum drop_reason {
+	DROP_NOT_AUTHORIZED,    /* the ACL refused the PUBLISH, or the delivery to a subscriber */
+	DROP_RATE_LIMITED,      /* a 5.0 QoS > 0 PUBLISH over max_message_rate / max_byte_rate */
+	DROP_SIZE_LIMIT,        /* payload over message_size_limit */
+	DROP_CLIENT_MAX_PACKET, /* larger than the subscriber's Maximum Packet Size */
+	DROP_MEMORY,            /* memory_limit reached */
+	DROP_QUEUE_FULL,        /* a session's max_queued_messages / max_queued_bytes */
+	DROP_QOS0_OFFLINE,      /* QoS 0 for an offline session (queue_qos0_messages false) */
+	DROP_CONGESTED,         /* QoS 0 for a connection whose output is backed up */
+	DROP_EXPIRED,           /* its Message Expiry Interval passed while it was queued */
+	DROP_REASONS
+};
+
 struct moat_stats {
 	atomic_uint_fast64_t msgs_received, msgs_sent, msgs_dropped;
 	atomic_uint_fast64_t bytes_received, bytes_sent;
 	atomic_uint_fast64_t pub_received, pub_sent;
+	atomic_uint_fast64_t pub_received_qos[4], pub_sent_qos[4]; /* by QoS (index qos & 3) */
+	atomic_uint_fast64_t dropped[DROP_REASONS];               /* msgs_dropped by reason */
 	atomic_uint_fast64_t connects, disconnects;
 	atomic_int_fast64_t clients_connected;
 	atomic_int_fast64_t sessions;
@@ -74,6 +91,13 @@ struct moat_stats {
 	atomic_store_explicit(&(st)->field, \
 			      atomic_load_explicit(&(st)->field, memory_order_relaxed) + (v), \
 			      memory_order_relaxed)
+
+/* A dropped message: counted in msgs_dropped ($SYS) and under its reason. */
+#define STAT_DROP(st, why) \
+	do { \
+		STAT_ADD(st, msgs_dropped, 1); \
+		STAT_ADD(st, dropped[why], 1); \
+	} while (0)
 
 /* ---- listeners ---- */
 
@@ -140,7 +164,15 @@ struct moat_broker {
 	atomic_uint_fast64_t store_seq; /* the next delivery row's sequence */
 	struct moat_sys *secsys;      /* $SYS/moat/security publisher (the sentinel's thread) */
 	atomic_bool bans_dirty;       /* a ban was placed: save the bans file */
-	pthread_mutex_t addr_lock;    /* the three below (guard.c) */
+	uint64_t audit_head_saved;    /* the audit head last put in the store (main thread) */
+	atomic_int lockdown_set;      /* set through the admin API: -1 not, 0 off, 1 on */
+	struct moat_admin *admin;     /* the admin API's server (admin.c), or NULL */
+	struct moat_tls_server *admin_tls; /* its TCP listener's TLS, or NULL */
+	char *admin_token;            /* its bearer token, or NULL */
+	struct moat_admin_tls admin_tls_ops;
+	struct moat_inventory *inventory; /* every device seen (inventory.c), or NULL */
+	struct moat_blocks *blocks;   /* topic filters an administrator blocked (block.c) */
+	pthread_mutex_t addr_lock;    /* the three below (guard.c, gate.c) */
 	struct moat_map addr_counts;  /* host -> struct addr_count: connections per address */
 	struct moat_map addr_rates;   /* host -> struct rate_entry: new connections per address */
 	struct moat_map auth_gate;    /* host -> struct gate_entry: password checks per address */
@@ -234,6 +266,7 @@ struct moat_conn {
 	uint8_t state;
 	uint8_t version;
 	bool dirty;                     /* in the worker's flush list */
+	bool unread;                    /* in the worker's unread list (conn_read_unread) */
 	bool disconnect_sent;
 	bool graceful;                  /* DISCONNECT received: no will */
 	struct moat_mqtt_framer in;
@@ -241,7 +274,10 @@ struct moat_conn {
 	struct moat_session *session;
 	char addr[64];
 	int64_t connected_at;
+	int64_t connected_wall;         /* wall clock seconds, for the admin API */
 	int64_t last_rx;
+	uint64_t bytes_in, bytes_out;   /* this connection's own counts (admin API) */
+	uint64_t pub_in, pub_out;
 	int64_t deadline;               /* connect timeout or keepalive */
 	const char *mount;              /* the listener's mount_point, or NULL */
 	uint16_t mount_len;
@@ -292,7 +328,7 @@ struct moat_conn {
 	/* detection and rate limits */
 	char host[64];                  /* addr without the port: what bans and counts key on */
 	bool counted;                   /* counted in the broker's connections per address */
-	bool auth_gated;                /* holds a place in its address's password checks (guard.c) */
+	bool auth_gated;                /* holds a place in its address's password checks (gate.c) */
 	bool forwarded;                 /* addr is what a trusted proxy forwarded (X-Forwarded-For) */
 	bool refusal_reported;          /* the guard's event tells why CONNECT is refused: no auth_failure */
 	bool did_work;                  /* sent a PUBLISH or SUBSCRIBE (else idle after a time) */
@@ -301,7 +337,7 @@ struct moat_conn {
 	struct moat_bucket msg_bucket, byte_bucket;
 	int64_t paused_until;           /* rate limited: no reading until then (monotonic ms) */
 	int64_t throttled_until;        /* the sentinel throttles it until then */
-	struct moat_map topics;         /* topics it used, to tell new ones (bounded) */
+	struct moat_map topics;         /* topic -> struct topic_use: what it used (bounded) */
 	/* OCSP of the client certificate (listeners with ocsp_mode) */
 	uint64_t ocsp_key;
 	int64_t ocsp_checked_at;
@@ -309,19 +345,29 @@ struct moat_conn {
 	bool ocsp_wait;                 /* hard-fail: CONNECT waits for the answer */
 };
 
+/* A topic a connection used (guard_topic): for new_topic events and the data-flow map. */
+struct topic_use {
+	uint64_t published;             /* accepted PUBLISHes to it */
+	int64_t since;                  /* first use, monotonic ms */
+	size_t len;
+	char text[];
+};
+
 /* ---- workers ---- */
 
 enum item_kind { IT_DELIVER, IT_ADOPT, IT_RECHECK, IT_OCSP, IT_AUTH, IT_REAUTH, IT_KICK,
-		 IT_THROTTLE, IT_STORED };
+		 IT_THROTTLE, IT_STORED, IT_QUERY };
 
 /* A sentinel decision sent to a worker (IT_KICK, IT_THROTTLE): who, and why. */
 struct verdict {
 	char addr[64];        /* host without port, "" = any */
 	char client_id[256];  /* "" = any */
 	char username[256];   /* "" = any */
+	char identity[256];   /* TLS identity (certificate name, PSK identity); "" = any */
 	char why[128];
 	uint32_t seconds;     /* IT_THROTTLE */
 	uint8_t reason_code;  /* IT_KICK: the MQTT 5 DISCONNECT reason (0: 0x98) */
+	bool banned;          /* IT_KICK: whoever the bans table now covers (the names above unused) */
 };
 
 struct item {
@@ -367,6 +413,8 @@ struct moat_worker {
 	uint64_t store_mark;             /* store_writes when the current packet began */
 	struct moat_conn **dirty;        /* connections with output to flush */
 	size_t ndirty, dirtycap;
+	struct moat_conn **unread;       /* input waiting in their transport, not the socket */
+	size_t nunread, unreadcap;
 	struct moat_conn *closing;       /* closed, freed before sleeping */
 	struct moat_conn *zombies;       /* closed while a password check runs: freed when it ends */
 	pthread_mutex_t inbox_lock;
@@ -394,6 +442,8 @@ void session_unref(struct moat_session *s);
 void session_end(struct moat_session *s);
 void session_deliver(struct moat_session *s, struct moat_msg *msg, uint8_t qos, bool retain,
 		     const uint32_t *subids, uint16_t nsubids, uint64_t seq);
+void session_deliver_retained(struct moat_session *s, struct moat_msg *msg, uint8_t qos,
+			      const uint32_t *subids, uint16_t nsubids);
 int session_restore_delivery(struct moat_session *s, struct moat_msg *msg, uint8_t qos,
 			     bool retain, const uint32_t *subids, uint16_t nsubids, uint8_t state,
 			     uint16_t packet_id, uint64_t seq);
@@ -414,11 +464,17 @@ void session_publish_will(struct moat_session *s);
 int persist_open(struct moat_broker *b, char *err, size_t errlen);
 int persist_load(struct moat_broker *b, char *err, size_t errlen);
 void persist_flush(struct moat_broker *b);
+int persist_rekey(struct moat_broker *b, const char *new_key_file, struct moat_store_stats *after,
+		  char *err, size_t errlen);
+int persist_backup(struct moat_broker *b, const char *path, bool replace, char *err, size_t errlen);
 void persist_close(struct moat_broker *b);
 void persist_session_init(struct moat_session *s);
 void persist_retained(struct moat_worker *w, struct moat_broker *b, const struct moat_msg *m);
 void persist_session(struct moat_session *s);
 void persist_session_end(struct moat_session *s);
+void persist_will(struct moat_session *s);
+void persist_bans(struct moat_broker *b);
+void persist_audit_head(struct moat_broker *b);
 uint64_t persist_delivery_first(struct moat_worker *w, struct moat_session *s, uint8_t qos,
 				const uint32_t *subids, uint16_t nsubids, const struct moat_msg *m);
 void persist_delivery(struct moat_session *s, struct delivery *d);
@@ -440,6 +496,7 @@ void conn_free(struct moat_conn *c);
 int conn_process(struct moat_conn *c);
 void conn_flush(struct moat_conn *c);
 void conn_mark_dirty(struct moat_conn *c);
+void conn_read_unread(struct moat_worker *w);
 bool conn_congested(const struct moat_conn *c);
 int conn_send(struct moat_conn *c, const struct moat_mqtt_packet *p);
 int conn_send_publish(struct moat_conn *c, struct moat_msg *msg, uint8_t qos, bool retain,
@@ -466,6 +523,8 @@ void auth_recheck(struct moat_conn *c);
 void auth_conn_free(struct moat_conn *c);
 void acl_bind(struct moat_conn *c, const uint8_t *client_id, size_t n);
 bool acl_allows(struct moat_conn *c, const uint8_t *topic, size_t n, int access);
+void acl_refused(struct moat_conn *c, const uint8_t *topic, size_t n, const char *access,
+		 const char *why);
 void acl_denied(struct moat_conn *c, const uint8_t *topic, size_t n, const char *access);
 const char *auth_method_name(uint8_t proven);
 void auth_success(struct moat_conn *c, const char *client_id);
@@ -493,14 +552,57 @@ int guard_accept(struct moat_worker *w, struct moat_listener *l, const struct so
 		 const char *host);
 void guard_uncount(struct moat_broker *b, const char *host);
 uint8_t guard_connect(struct moat_conn *c, const uint8_t *client_id, size_t n, const char **why);
+const char *guard_client_host(const struct moat_conn *c);
+bool guard_client_sockaddr(const struct moat_conn *c, struct sockaddr_storage *sa);
 void guard_release(struct moat_broker *b, struct moat_conn *c);
 bool guard_publish(struct moat_conn *c, size_t bytes);
-uint8_t guard_auth_begin(struct moat_conn *c, const char **why);
-void guard_auth_end(struct moat_conn *c, bool failed);
-void guard_topic(struct moat_conn *c, const uint8_t *topic, size_t n, bool probe);
+void guard_topic(struct moat_conn *c, const uint8_t *topic, size_t n, bool probe, bool published);
 void guard_tick(struct moat_conn *c, int64_t now);
 void guard_verdict(struct moat_worker *w, int kind, struct verdict *v);
 void guard_save_bans(struct moat_broker *b);
+void guard_kick(struct moat_broker *b, const char *addr, const char *client_id,
+		const char *username, const char *identity, const char *why);
+void guard_kick_banned(struct moat_broker *b);
+bool guard_lockdown(struct moat_broker *b);
+void guard_set_lockdown(struct moat_broker *b, bool on);
+
+/* admin.c, admin_clients.c, admin_metrics.c, admin_events.c */
+int admin_start(struct moat_broker *b, char *err, size_t errlen);
+void admin_stop(struct moat_broker *b);
+void admin_free(struct moat_broker *b);
+struct moat_admin_req;
+struct moat_json;
+int admin_clients(void *ctx, const struct moat_admin_req *req, struct moat_json *o);
+int admin_client(void *ctx, const struct moat_admin_req *req, struct moat_json *o);
+int admin_inventory(void *ctx, const struct moat_admin_req *req, struct moat_json *o);
+int admin_flows(void *ctx, const struct moat_admin_req *req, struct moat_json *o);
+int admin_software(void *ctx, const struct moat_admin_req *req, struct moat_json *o);
+
+/* block.c */
+struct moat_blocks *blocks_new(void);
+void blocks_free(struct moat_blocks *bl);
+bool blocks_hit(struct moat_blocks *bl, const uint8_t *topic, size_t n);
+int admin_blocks(void *ctx, const struct moat_admin_req *req, struct moat_json *o);
+int admin_block(void *ctx, const struct moat_admin_req *req, struct moat_json *o);
+int admin_unblock(void *ctx, const struct moat_admin_req *req, struct moat_json *o);
+
+/* inventory.c */
+struct moat_inventory *inventory_new(size_t max);
+void inventory_free(struct moat_inventory *inv);
+void inventory_connected(struct moat_broker *b, struct moat_conn *c,
+			 const struct moat_mqtt_connect *cn);
+void inventory_disconnected(struct moat_broker *b, const char *client_id, size_t n);
+int inventory_load(struct moat_broker *b, const uint8_t *key, size_t kn, const uint8_t *v,
+		   size_t vn);
+size_t inventory_loaded(struct moat_broker *b);
+int admin_metrics(void *ctx, const struct moat_admin_req *req, struct moat_json *o);
+int admin_events(void *ctx, const struct moat_admin_req *req, struct moat_json *o);
+void admin_events_init(void);
+
+/* gate.c: the password gate, password checks in flight per address */
+uint8_t guard_auth_begin(struct moat_conn *c, const char **why);
+void guard_auth_end(struct moat_conn *c, bool failed);
+void gate_banned(struct moat_broker *b, const char *addr);
 
 /* worker.c */
 struct moat_worker *worker_new(struct moat_broker *b, int index);
@@ -512,6 +614,9 @@ void worker_recheck_tls(struct moat_worker *w);
 void worker_drain(struct moat_worker *w);
 void worker_push(struct moat_worker *from, struct moat_worker *to, struct item it);
 void worker_push_now(struct moat_worker *to, struct item it);
+int worker_query(struct moat_broker *b, void (*fn)(struct moat_worker *w, void *arg), void *arg,
+		 int timeout_ms);
+void worker_query_run(struct moat_worker *w, void *job, bool run);
 struct moat_worker *worker_home(struct moat_broker *b, const uint8_t *id, size_t n);
 int64_t worker_now(const struct moat_worker *w);
 

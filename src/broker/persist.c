@@ -8,7 +8,8 @@
  *     keyed by an HMAC of the client id, "skey");
  *   - their QoS 1 and 2 deliveries, queued or in flight, and the QoS 2
  *     packet ids received from them (MESSAGES, keyed skey | sequence, or
- *     skey | 'Q' | packet id).
+ *     skey | 'Q' | packet id), and a delayed will waiting to be published
+ *     (MESSAGES, skey | 'W').
  *
  * Who writes. A session's rows are written by its home worker, except the
  * first row of a delivery: that one the *publishing* worker writes, before
@@ -27,20 +28,27 @@
  * message before the workers run. A row that does not open or parse is
  * reported and skipped; rows of sessions that no longer exist are deleted.
  */
+#include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "broker/internal.h"
 #include "core/clock.h"
 #include "core/error.h"
+#include "core/file.h"
 #include "core/log.h"
 #include "store/record.h"
 
 #define SKEY_LEN MOAT_SEAL_NAME_KEY_LEN
 #define DKEY_LEN (SKEY_LEN + 8) /* skey | sequence (big-endian) */
 #define QKEY_LEN (SKEY_LEN + 3) /* skey | 'Q' | packet id */
+#define WKEY_LEN (SKEY_LEN + 1) /* skey | 'W': its delayed will */
 #define KEY_ENV "MOAT_STORE_KEY"
+#define BACKLOG_MAX 20000 /* batch/off: queued writes past which acknowledgements wait */
 
 /* Its row is in the store (it outlives its connection): its deliveries are kept too. */
 static bool durable(const struct moat_session *s)
@@ -78,6 +86,51 @@ static int64_t to_mono(int64_t wall)
 
 /* ---- opening and closing ---- */
 
+/*
+ * A key rotation writes the new key beside the key file (KEYFILE.next)
+ * before the store switches to it, and renames it over the key file after
+ * (persist_rekey). A crash between the two leaves a store that only the
+ * .next key opens: finish the rename. A .next left by a rotation that never
+ * reached the store is removed.
+ */
+static int open_with_key_file(struct moat_broker *b, struct moat_store_conf *sc, char *err,
+			      size_t errlen)
+{
+	const char *keyfile = b->conf->persistence_key_file;
+	char next[4200], err2[512];
+	struct stat st;
+	int rc;
+
+	if ((rc = moat_seal_load_key(keyfile, KEY_ENV, sc->key, err, errlen)) < 0)
+		return rc;
+	rc = moat_store_open(sc, &b->store, err, errlen);
+	if (!keyfile || snprintf(next, sizeof(next), "%s.next", keyfile) >= (int)sizeof(next) ||
+	    lstat(next, &st) < 0)
+		return rc;
+	if (rc == 0) {
+		unlink(next);
+		moat_log(MOAT_LOG_LVL_WARNING,
+			 "store_key_rotation_abandoned file=%s reason=\"the store never switched to "
+			 "it\"",
+			 next);
+		return 0;
+	}
+	if (rc != MOAT_ECONFIG || moat_seal_load_key(next, NULL, sc->key, err2, sizeof(err2)) < 0 ||
+	    moat_store_open(sc, &b->store, err2, sizeof(err2)) < 0)
+		return rc;
+	if (rename(next, keyfile) < 0) {
+		moat_log(MOAT_LOG_LVL_ERROR, "store_key_rename_failed from=%s to=%s reason=\"%s\"",
+			 next, keyfile, strerror(errno));
+	} else {
+		moat_sync_dir_of(keyfile);
+		moat_log(MOAT_LOG_LVL_NOTICE,
+			 "store_key_rotation_completed file=%s reason=\"moatd stopped between "
+			 "switching the store and renaming the key file\"",
+			 keyfile);
+	}
+	return 0;
+}
+
 int persist_open(struct moat_broker *b, char *err, size_t errlen)
 {
 	const struct moat_config *c = b->conf;
@@ -87,8 +140,13 @@ int persist_open(struct moat_broker *b, char *err, size_t errlen)
 				      .batch_ms = c->persistence_sync_interval };
 	int rc;
 
-	if (!c->persistence)
+	if (!c->persistence) {
+		if (c->restore_from) {
+			moat_set_err(err, errlen, "--restore: persistence is off in the configuration");
+			return MOAT_ECONFIG;
+		}
 		return 0;
+	}
 	if (!c->persistence_key_file && !getenv(KEY_ENV)) {
 		moat_set_err(err, errlen,
 			     "persistence: the store is encrypted and needs a key: set "
@@ -96,16 +154,177 @@ int persist_open(struct moat_broker *b, char *err, size_t errlen)
 			     KEY_ENV);
 		return MOAT_ECONFIG;
 	}
-	if ((rc = moat_seal_load_key(c->persistence_key_file, KEY_ENV, sc.key, err, errlen)) < 0)
-		return rc;
-	rc = moat_store_open(&sc, &b->store, err, errlen);
-	memset(sc.key, 0, sizeof(sc.key));
+	if (c->restore_from) {
+		char aside[4400];
+		if ((rc = moat_seal_load_key(c->persistence_key_file, KEY_ENV, sc.key, err,
+					     errlen)) < 0)
+			return rc;
+		rc = moat_store_restore(sc.dir, c->restore_from, sc.key, aside, sizeof(aside), err,
+					errlen);
+		moat_seal_wipe(sc.key, sizeof(sc.key));
+		if (rc < 0)
+			return rc;
+		moat_log(MOAT_LOG_LVL_NOTICE, "store_restored from=%s dir=%s previous=%s",
+			 c->restore_from, sc.dir, aside[0] ? aside : "none");
+	}
+	rc = open_with_key_file(b, &sc, err, errlen);
+	moat_seal_wipe(sc.key, sizeof(sc.key));
 	if (rc < 0)
 		return rc;
 	atomic_init(&b->store_seq, 1);
 	moat_log(MOAT_LOG_LVL_NOTICE, "store_opened dir=%s sync=%s", sc.dir,
 		 c->persistence_sync == 0 ? "always" : c->persistence_sync == 1 ? "batch" : "off");
 	return 0;
+}
+
+/* ---- operations on the running store (the admin API) ---- */
+
+struct rekey_job {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	int refs;               /* the caller and the store's callbacks */
+	int step_rc, done_rc;
+	bool stepped, done;
+	char keyfile[4096];     /* "" when the key comes from the environment */
+	char next[4200];
+};
+
+static void rekey_job_put(struct rekey_job *j)
+{
+	pthread_mutex_lock(&j->lock);
+	bool last = --j->refs == 0;
+	pthread_mutex_unlock(&j->lock);
+	if (last) {
+		pthread_mutex_destroy(&j->lock);
+		pthread_cond_destroy(&j->cond);
+		free(j);
+	}
+}
+
+/* The store thread: the new key set is committed (rc 0) or not; move the key file to match. */
+static void rekey_step(void *ctx, int rc)
+{
+	struct rekey_job *j = ctx;
+
+	if (j->next[0] && rc == 0) {
+		if (rename(j->next, j->keyfile) < 0) /* the next start finishes it (open_with_key_file) */
+			moat_log(MOAT_LOG_LVL_ERROR,
+				 "store_key_rename_failed from=%s to=%s reason=\"%s\"", j->next,
+				 j->keyfile, strerror(errno));
+		else
+			moat_sync_dir_of(j->keyfile);
+	} else if (j->next[0]) {
+		unlink(j->next);
+	}
+	pthread_mutex_lock(&j->lock);
+	j->step_rc = rc;
+	j->stepped = true;
+	pthread_cond_broadcast(&j->cond);
+	pthread_mutex_unlock(&j->lock);
+}
+
+static void rekey_done(void *ctx, int rc)
+{
+	struct rekey_job *j = ctx;
+
+	pthread_mutex_lock(&j->lock);
+	j->done_rc = rc;
+	j->done = true;
+	pthread_cond_broadcast(&j->cond);
+	pthread_mutex_unlock(&j->lock);
+	rekey_job_put(j);
+}
+
+int persist_rekey(struct moat_broker *b, const char *new_key_file, struct moat_store_stats *after,
+		  char *err, size_t errlen)
+{
+	const char *keyfile = b->conf->persistence_key_file;
+	uint8_t key[MOAT_SEAL_KEY_LEN];
+	struct rekey_job *j;
+	int rc;
+
+	if (!b->store) {
+		moat_set_err(err, errlen, "persistence is off: there is no store");
+		return MOAT_ENOTFOUND;
+	}
+	if (new_key_file && !keyfile) {
+		moat_set_err(err, errlen,
+			     "the store's key comes from %s, not a file: moatd cannot move it; "
+			     "rotate the data key alone (no key file), or stop moatd and use "
+			     "`moat store rekey`",
+			     KEY_ENV);
+		return MOAT_EDENIED;
+	}
+	if (!(j = calloc(1, sizeof(*j))))
+		return MOAT_ENOMEM;
+	pthread_mutex_init(&j->lock, NULL);
+	pthread_cond_init(&j->cond, NULL);
+	j->refs = 2;
+	if (new_key_file) {
+		if ((rc = moat_seal_load_key(new_key_file, NULL, key, err, errlen)) < 0)
+			goto refused;
+		snprintf(j->keyfile, sizeof(j->keyfile), "%s", keyfile);
+		snprintf(j->next, sizeof(j->next), "%s.next", keyfile);
+		rc = moat_seal_write_key_file(j->next, key, err, errlen);
+		if (rc < 0) {
+			moat_seal_wipe(key, sizeof(key));
+			goto refused;
+		}
+	}
+	rc = moat_store_rekey(b->store, new_key_file ? key : NULL, rekey_step, rekey_done, j);
+	moat_seal_wipe(key, sizeof(key));
+	if (rc < 0) {
+		if (j->next[0])
+			unlink(j->next);
+		moat_set_err(err, errlen, "the store is closing");
+		goto refused;
+	}
+	moat_log(MOAT_LOG_LVL_NOTICE, "store_rekey_requested new_key_file=%s",
+		 new_key_file ? new_key_file : "none");
+	pthread_mutex_lock(&j->lock);
+	while (!j->done)
+		pthread_cond_wait(&j->cond, &j->lock);
+	rc = j->done_rc;
+	pthread_mutex_unlock(&j->lock);
+	rekey_job_put(j);
+	if (rc == MOAT_EAGAIN)
+		moat_set_err(err, errlen, "another key rotation is running");
+	else if (rc == MOAT_ECLOSED)
+		moat_set_err(err, errlen, "moatd stopped mid-rotation; it goes on at the next start");
+	else if (rc < 0)
+		moat_set_err(err, errlen, "the store could not write its new keys (see the log)");
+	if (after)
+		moat_store_stats(b->store, after);
+	return rc;
+refused:
+	j->refs = 1;
+	rekey_job_put(j);
+	return rc;
+}
+
+int persist_backup(struct moat_broker *b, const char *path, bool replace, char *err, size_t errlen)
+{
+	char dir[PATH_MAX], here[PATH_MAX], *slash, copy[PATH_MAX];
+
+	if (!b->store) {
+		moat_set_err(err, errlen, "persistence is off: there is no store");
+		return MOAT_ENOTFOUND;
+	}
+	if (path[0] != '/') {
+		moat_set_err(err, errlen, "%s: the backup's path must be absolute", path);
+		return MOAT_EINVAL;
+	}
+	/* never over the live store's own files */
+	snprintf(copy, sizeof(copy), "%s", path);
+	slash = strrchr(copy, '/');
+	*slash = 0;
+	if (realpath(copy[0] ? copy : "/", dir) &&
+	    realpath(b->conf->persistence_location ? b->conf->persistence_location : ".", here) &&
+	    strcmp(dir, here) == 0 && strncmp(slash + 1, "moat.db", 7) == 0) {
+		moat_set_err(err, errlen, "%s: that is the live store's own file", path);
+		return MOAT_EINVAL;
+	}
+	return moat_store_backup(b->store, path, replace, err, errlen);
 }
 
 /* After the workers are joined: what is queued reaches the disk; acks wait in the inboxes. */
@@ -242,6 +461,113 @@ void persist_session_end(struct moat_session *s)
 	moat_store_del_prefix(st, MOAT_STORE_MESSAGES, s->skey, SKEY_LEN, NULL, NULL);
 }
 
+/* ---- runtime security state: bans, the audit log's head ---- */
+
+#define STATE_BANS "bans"
+#define STATE_AUDIT "audit_head"
+#define AUDIT_HEAD_LEN (8 + 64) /* seq (big-endian) | hash (hex) */
+
+/* The bans in force, as the bans file has them (main thread, when one was placed). */
+void persist_bans(struct moat_broker *b)
+{
+	char *text;
+	size_t n;
+	int rc;
+
+	if (!b->store || !b->bans)
+		return;
+	if (moat_bans_format(b->bans, moat_now_ms(), moat_wall_s(), &text, &n) < 0)
+		return;
+	if ((rc = moat_store_put(b->store, MOAT_STORE_STATE, STATE_BANS, strlen(STATE_BANS), text, n,
+				 NULL, NULL)) < 0)
+		put_failed("bans", rc);
+	free(text);
+}
+
+/*
+ * The audit log's head as last synced (main thread, every few seconds). The
+ * store is sealed: whoever can cut lines off the log's end cannot also move
+ * the recorded head back, so the next start tells (persist_load).
+ */
+void persist_audit_head(struct moat_broker *b)
+{
+	uint8_t v[AUDIT_HEAD_LEN];
+	uint64_t seq;
+	char hash[65];
+
+	if (!b->store || !b->audit)
+		return;
+	moat_audit_head(b->audit, &seq, hash);
+	if (seq == b->audit_head_saved)
+		return;
+	for (int i = 0; i < 8; i++)
+		v[i] = (uint8_t)(seq >> (56 - 8 * i));
+	memcpy(v + 8, hash, 64);
+	if (moat_store_put(b->store, MOAT_STORE_STATE, STATE_AUDIT, strlen(STATE_AUDIT), v, sizeof(v),
+			   NULL, NULL) == 0)
+		b->audit_head_saved = seq;
+}
+
+/* The log must reach at least the head the store recorded, with the same hash there. */
+static void check_audit_head(struct moat_broker *b, const uint8_t *v, size_t vn)
+{
+	uint64_t stored = 0, seq;
+	char hash[65], why[256];
+
+	if (!b->audit || vn != AUDIT_HEAD_LEN)
+		return;
+	for (int i = 0; i < 8; i++)
+		stored = stored << 8 | v[i];
+	moat_audit_head(b->audit, &seq, hash);
+	b->audit_head_saved = stored;
+	if (seq > stored || (seq == stored && memcmp(hash, v + 8, 64) == 0))
+		return;
+	if (seq < stored)
+		snprintf(why, sizeof(why),
+			 "audit log ends at line %llu, but line %llu was written: lines were removed "
+			 "or the log was replaced",
+			 (unsigned long long)seq, (unsigned long long)stored);
+	else
+		snprintf(why, sizeof(why),
+			 "audit log line %llu is not the line that was written: the log was replaced",
+			 (unsigned long long)seq);
+	moat_log(MOAT_LOG_LVL_ERROR, "audit_log_integrity reason=\"%s\"", why);
+	guard_note(MOAT_SEC_INTEGRITY, why);
+}
+
+/* ---- delayed wills ---- */
+
+/* The row of a session's delayed will: skey | 'W'. */
+static void wkey(const struct moat_session *s, uint8_t out[WKEY_LEN])
+{
+	memcpy(out, s->skey, SKEY_LEN);
+	out[SKEY_LEN] = 'W';
+}
+
+void persist_will(struct moat_session *s)
+{
+	struct moat_store *st = s->home->b->store;
+	uint8_t key[WKEY_LEN], *buf;
+	size_t n;
+	int rc;
+
+	if (!durable(s) || (!s->will && shutting_down(s)))
+		return;
+	wkey(s, key);
+	note_write(s->home);
+	if (!s->will) {
+		moat_store_del(st, MOAT_STORE_MESSAGES, key, sizeof(key), NULL, NULL);
+		return;
+	}
+	struct moat_rec_will r = { .due_wall_ms = to_wall(s->will_at), .msg = msg_record(s->will) };
+	if (!(n = moat_rec_will_size(&r)) || !(buf = malloc(n)))
+		return;
+	moat_rec_will_encode(&r, buf);
+	if ((rc = moat_store_put(st, MOAT_STORE_MESSAGES, key, sizeof(key), buf, n, NULL, NULL)) < 0)
+		put_failed("will", rc);
+	free(buf);
+}
+
 /* ---- deliveries ---- */
 
 static uint8_t rec_state(uint8_t state)
@@ -347,7 +673,16 @@ void persist_ack(struct moat_conn *c, uint8_t type, uint16_t id, uint8_t reason,
 	struct moat_broker *b = c->w->b;
 	struct pending_ack *a;
 
-	if (!b->store || b->conf->persistence_sync != MOAT_STORE_SYNC_ALWAYS ||
+	/*
+	 * With sync always an acknowledgement waits for its writes. With batch
+	 * and off it does not, unless the store has fallen behind (BACKLOG_MAX
+	 * writes queued): then it waits too, so the publishers slow down to the
+	 * disk instead of a crash losing an unbounded backlog of acknowledged
+	 * messages.
+	 */
+	if (!b->store ||
+	    (b->conf->persistence_sync != MOAT_STORE_SYNC_ALWAYS &&
+	     moat_store_backlog(b->store) < BACKLOG_MAX && !c->store_wait) ||
 	    (c->w->store_writes == writes_before && !c->store_wait) ||
 	    !(a = malloc(sizeof(*a)))) {
 		conn_send_ack(c, type, id, reason);
@@ -388,7 +723,7 @@ struct loader {
 	struct moat_broker *b;
 	struct moat_map by_skey; /* skey -> session */
 	uint64_t max_seq;
-	size_t sessions, deliveries, retained, expired, orphans, bad;
+	size_t sessions, deliveries, retained, wills, devices, expired, orphans, bad;
 	int64_t now;
 };
 
@@ -461,6 +796,28 @@ static int load_session(void *ctx, const uint8_t *k, size_t kn, const uint8_t *v
 	return 0;
 }
 
+/* A delayed will: due later, or now (moatd was down when it fell due: it goes out at once). */
+static int load_will(struct loader *l, struct moat_session *s, const uint8_t *v, size_t vn)
+{
+	struct moat_rec_will r;
+	struct moat_msg *m;
+
+	if (moat_rec_will_decode(v, vn, &r) < 0) {
+		l->bad++;
+		return 0;
+	}
+	m = moat_msg_new(&l->b->msg_mem, r.msg.topic, r.msg.topic_len, r.msg.props,
+			 r.msg.props_len, r.msg.payload, r.msg.payload_len, r.msg.qos, r.msg.retain,
+			 r.msg.has_expiry ? to_mono(r.msg.expires_wall_ms) : 0, 0);
+	if (!m)
+		return MOAT_ENOMEM;
+	moat_msg_unref(s->will);
+	s->will = m;
+	s->will_at = to_mono(r.due_wall_ms);
+	l->wills++;
+	return 0;
+}
+
 static int load_message(void *ctx, const uint8_t *k, size_t kn, const uint8_t *v, size_t vn)
 {
 	struct loader *l = ctx;
@@ -479,6 +836,8 @@ static int load_message(void *ctx, const uint8_t *k, size_t kn, const uint8_t *v
 		return session_qos2_add(s, (uint16_t)(k[SKEY_LEN + 1] << 8 | k[SKEY_LEN + 2])) < 0
 			       ? MOAT_ENOMEM
 			       : 0;
+	if (kn == WKEY_LEN && k[SKEY_LEN] == 'W')
+		return load_will(l, s, v, vn);
 	if (kn != DKEY_LEN || moat_rec_delivery_decode(v, vn, &d) < 0 || d.qos == 0 ||
 	    d.nsubids > 64) {
 		l->bad++;
@@ -513,10 +872,29 @@ static int load_message(void *ctx, const uint8_t *k, size_t kn, const uint8_t *v
 	return 0;
 }
 
+static int load_state(void *ctx, const uint8_t *k, size_t kn, const uint8_t *v, size_t vn)
+{
+	struct loader *l = ctx;
+	char err[256];
+
+	if (kn == strlen(STATE_BANS) && memcmp(k, STATE_BANS, kn) == 0) {
+		if (moat_bans_parse(l->b->bans, (const char *)v, vn, "store", moat_now_ms(),
+				    moat_wall_s(), err, sizeof(err)) < 0) {
+			moat_log(MOAT_LOG_LVL_ERROR, "store_bans_refused reason=\"%s\"", err);
+			l->bad++;
+		}
+	} else if (kn == strlen(STATE_AUDIT) && memcmp(k, STATE_AUDIT, kn) == 0) {
+		check_audit_head(l->b, v, vn);
+	} else if (inventory_load(l->b, k, kn, v, vn) < 0) {
+		l->bad++;
+	}
+	return 0;
+}
+
 int persist_load(struct moat_broker *b, char *err, size_t errlen)
 {
 	struct loader l = { .b = b, .now = moat_now_ms() };
-	struct moat_store_load_stats st[3];
+	struct moat_store_load_stats st[4];
 	int64_t t0 = moat_now_ms();
 	int rc;
 
@@ -528,6 +906,8 @@ int persist_load(struct moat_broker *b, char *err, size_t errlen)
 	    (rc = moat_store_load(b->store, MOAT_STORE_SESSIONS, load_session, &l, &st[1], err,
 				  errlen)) < 0 ||
 	    (rc = moat_store_load(b->store, MOAT_STORE_MESSAGES, load_message, &l, &st[2], err,
+				  errlen)) < 0 ||
+	    (rc = moat_store_load(b->store, MOAT_STORE_STATE, load_state, &l, &st[3], err,
 				  errlen)) < 0) {
 		if (rc == MOAT_ENOMEM)
 			moat_set_err(err, errlen, "store: out of memory while loading");
@@ -535,12 +915,19 @@ int persist_load(struct moat_broker *b, char *err, size_t errlen)
 		return rc;
 	}
 	moat_map_free(&l.by_skey);
+	l.devices = inventory_loaded(b);
 	atomic_store(&b->store_seq, l.max_seq + 1);
+	uint64_t damaged = st[0].damaged + st[1].damaged + st[2].damaged + st[3].damaged + l.bad;
 	moat_log(MOAT_LOG_LVL_NOTICE,
-		 "store_loaded retained=%zu sessions=%zu deliveries=%zu expired=%zu orphans=%zu "
-		 "damaged=%llu ms=%lld",
-		 l.retained, l.sessions, l.deliveries, l.expired, l.orphans,
-		 (unsigned long long)(st[0].damaged + st[1].damaged + st[2].damaged + l.bad),
-		 (long long)(moat_now_ms() - t0));
+		 "store_loaded retained=%zu sessions=%zu deliveries=%zu wills=%zu devices=%zu "
+		 "expired=%zu orphans=%zu damaged=%llu ms=%lld",
+		 l.retained, l.sessions, l.deliveries, l.wills, l.devices, l.expired, l.orphans,
+		 (unsigned long long)damaged, (long long)(moat_now_ms() - t0));
+	if (damaged) {
+		char why[128];
+		snprintf(why, sizeof(why), "store: %llu damaged rows skipped at start",
+			 (unsigned long long)damaged);
+		guard_note(MOAT_SEC_INTEGRITY, why);
+	}
 	return 0;
 }

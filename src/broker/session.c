@@ -239,8 +239,11 @@ void session_fill_window(struct moat_session *s)
 
 	while (can_send(s) && s->queue.head && window_open(s, s->queue.head->msg->payload_len)) {
 		struct delivery *d = s->queue.head;
+		if (!d->qos && conn_congested(s->conn))
+			break; /* a retained snapshot at QoS 0 goes out as the socket drains */
 		dlist_remove(&s->queue, d);
 		if (moat_msg_expired(d->msg, now)) {
+			STAT_DROP(&s->home->stats, DROP_EXPIRED);
 			persist_delivery_gone(s, d->seq);
 			delivery_free(s, d);
 			continue;
@@ -327,7 +330,7 @@ void session_deliver(struct moat_session *s, struct moat_msg *msg, uint8_t qos, 
 	if (online && qos == 0) {
 		persist_delivery_gone(s, seq);
 		if (conn_congested(s->conn)) {
-			STAT_ADD(&w->stats, msgs_dropped, 1);
+			STAT_DROP(&w->stats, DROP_CONGESTED);
 			return;
 		}
 		conn_send_publish(s->conn, msg, 0, retain, false, 0, subids, nsubids);
@@ -340,20 +343,47 @@ void session_deliver(struct moat_session *s, struct moat_msg *msg, uint8_t qos, 
 			send_delivery(s, d);
 		} else {
 			persist_delivery_gone(s, seq);
-			STAT_ADD(&w->stats, msgs_dropped, 1);
+			STAT_DROP(&w->stats, DROP_MEMORY);
 		}
 		return;
 	}
 	if ((qos == 0 && !w->b->conf->queue_qos0_messages) || !queue_has_room(s, msg->payload_len) ||
 	    !(d = delivery_new(s, msg, qos, retain, subids, nsubids))) {
 		persist_delivery_gone(s, seq);
-		STAT_ADD(&w->stats, msgs_dropped, 1);
+		STAT_DROP(&w->stats, qos == 0 && !w->b->conf->queue_qos0_messages ? DROP_QOS0_OFFLINE :
+				     !queue_has_room(s, msg->payload_len) ? DROP_QUEUE_FULL : DROP_MEMORY);
 		return;
 	}
 	dlist_push(&s->queue, d);
 	d->seq = seq;
 	if (!seq)
 		persist_delivery(s, d); /* QUEUED, written here when the publisher did not */
+}
+
+/*
+ * The retained messages a new subscription gets: as session_deliver, except
+ * that at QoS 0 a congested connection does not drop them (as a live QoS 0
+ * message is dropped): the client asked for this snapshot, and a dashboard
+ * subscribing to a plant's 100,000 retained tags must get them all. They
+ * wait in the queue (max_queued_messages / max_queued_bytes bound it) and
+ * leave as the socket drains (session_fill_window from conn_flush).
+ */
+void session_deliver_retained(struct moat_session *s, struct moat_msg *msg, uint8_t qos,
+			      const uint32_t *subids, uint16_t nsubids)
+{
+	struct delivery *d;
+
+	if (qos || !can_send(s) || (!conn_congested(s->conn) && !s->queue.head)) {
+		session_deliver(s, msg, qos, true, subids, nsubids, 0);
+		return;
+	}
+	if (!queue_has_room(s, msg->payload_len) ||
+	    !(d = delivery_new(s, msg, 0, true, subids, nsubids))) {
+		STAT_DROP(&s->home->stats, !queue_has_room(s, msg->payload_len) ? DROP_QUEUE_FULL
+									     : DROP_MEMORY);
+		return;
+	}
+	dlist_push(&s->queue, d);
 }
 
 /* At start-up: a delivery read back from the store, in the queue or in flight. */
@@ -520,6 +550,7 @@ void session_publish_will(struct moat_session *s)
 	if (!will)
 		return;
 	s->will = NULL;
+	persist_will(s); /* its row goes (unless the session's rows all go with it) */
 	publish_will(s->home, will);
 	moat_msg_unref(will);
 }

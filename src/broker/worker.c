@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "broker/internal.h"
@@ -50,6 +51,10 @@ static void item_drop(struct item *it)
 {
 	if (it->kind == IT_KICK || it->kind == IT_THROTTLE) {
 		free(it->job);
+		return;
+	}
+	if (it->kind == IT_QUERY) {
+		worker_query_run(NULL, it->job, false);
 		return;
 	}
 	if (it->kind == IT_RECHECK || it->kind == IT_OCSP || it->kind == IT_REAUTH ||
@@ -191,6 +196,10 @@ static void process_inbox(struct moat_loop *loop, void *arg)
 			persist_ack_done(w, it->job);
 			continue;
 		}
+		if (it->kind == IT_QUERY) {
+			worker_query_run(w, it->job, true);
+			continue;
+		}
 		session_deliver(it->s, it->msg, it->qos, it->retain,
 				it->nsubids > 1 ? it->subids : &it->subid, it->nsubids, it->key);
 		item_drop(it);
@@ -259,9 +268,12 @@ static void before_sleep(struct moat_loop *loop, void *arg)
 	struct moat_worker *w = arg;
 
 	(void)loop;
+	conn_read_unread(w);
 	flush_outboxes(w);
 	flush_dirty(w);
 	reap(w);
+	if (w->nunread) /* input left in transports: no sleeping */
+		moat_loop_wake(w->loop);
 }
 
 static void resume_listeners(struct moat_worker *w)
@@ -486,6 +498,7 @@ void worker_free(struct moat_worker *w)
 	free(w->inbox.v);
 	free(w->work.v);
 	free(w->dirty);
+	free(w->unread);
 	free(w->targets);
 	free(w->subids);
 	free(w->dedup);
@@ -511,4 +524,81 @@ void worker_recheck_tls(struct moat_worker *w)
 		else
 			conn_close(c, "certificate revoked");
 	}
+}
+
+/* ---- questions from other threads (the admin API) ---- */
+
+/*
+ * A question to every worker: fn runs on each worker's thread, between two
+ * loop turns, with the query's lock held (so fn may add to arg without its
+ * own locking). The asking thread waits for all, or gives up at its timeout:
+ * then the query is cancelled, and a worker that comes to it later only
+ * drops it, so arg is never touched after worker_query returns.
+ */
+struct query {
+	pthread_mutex_t lock;
+	pthread_cond_t answered;
+	int pending, refs;
+	bool cancelled;
+	void (*fn)(struct moat_worker *w, void *arg);
+	void *arg;
+};
+
+static void query_put(struct query *q)
+{
+	bool last = --q->refs == 0;
+
+	pthread_mutex_unlock(&q->lock);
+	if (last) {
+		pthread_mutex_destroy(&q->lock);
+		pthread_cond_destroy(&q->answered);
+		free(q);
+	}
+}
+
+void worker_query_run(struct moat_worker *w, void *job, bool run)
+{
+	struct query *q = job;
+
+	pthread_mutex_lock(&q->lock);
+	if (run && !q->cancelled)
+		q->fn(w, q->arg);
+	q->pending--;
+	pthread_cond_signal(&q->answered);
+	query_put(q); /* unlocks */
+}
+
+int worker_query(struct moat_broker *b, void (*fn)(struct moat_worker *w, void *arg), void *arg,
+		 int timeout_ms)
+{
+	struct query *q = calloc(1, sizeof(*q));
+	struct timespec until;
+	int rc = 0;
+
+	if (!q)
+		return MOAT_ENOMEM;
+	pthread_mutex_init(&q->lock, NULL);
+	pthread_cond_init(&q->answered, NULL);
+	q->fn = fn;
+	q->arg = arg;
+	q->pending = b->nworkers;
+	q->refs = b->nworkers + 1;
+	for (int i = 0; i < b->nworkers; i++)
+		worker_push_now(b->workers[i], (struct item){ .kind = IT_QUERY, .job = q });
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += timeout_ms / 1000;
+	until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&q->lock);
+	while (q->pending > 0 && rc == 0)
+		if (pthread_cond_timedwait(&q->answered, &q->lock, &until) != 0)
+			rc = MOAT_EAGAIN;
+	if (q->pending > 0)
+		rc = MOAT_EAGAIN;
+	q->cancelled = true;
+	query_put(q); /* unlocks */
+	return rc;
 }

@@ -132,7 +132,8 @@ int moat_config_new_listener(struct moat_config *c, unsigned port, const char *a
 #define GS(f) offsetof(struct moat_config, f)
 static const size_t global_strings[] = {
 	GS(auto_id_prefix), GS(pid_file), GS(user), GS(log_file), GS(log_timestamp_format),
-	GS(audit_log), GS(bans_file), GS(sentinel_allow), GS(persistence_location),
+	GS(audit_log), GS(bans_file), GS(admin_socket), GS(admin_address), GS(admin_certfile),
+	GS(admin_keyfile), GS(admin_cafile), GS(admin_token_file), GS(sentinel_allow), GS(persistence_location),
 	GS(persistence_key_file),
 };
 #define N_GS (sizeof(global_strings) / sizeof(global_strings[0]))
@@ -289,6 +290,7 @@ void moat_config_defaults(struct moat_config *c)
 	c->autosave_interval = 1800;
 	c->audit_log_max_size = 100u << 20;
 	c->audit_log_keep = 5;
+	c->inventory_max = 100000;
 	c->idle_timeout = 300;
 	c->availability_s = 300;
 	c->throttle_s = 30;

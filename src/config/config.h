@@ -139,6 +139,7 @@ struct moat_config {
 	uint32_t preauth_max_packet_size; /* packet limit before CONNECT is accepted; default 65536 */
 	uint64_t memory_limit;           /* ceiling on queued/inflight message memory; 0 = none */
 	uint32_t max_subscriptions_per_client; /* 0 = unlimited */
+	uint32_t inventory_max;          /* moat's: devices the inventory keeps; 0 = none */
 	uint32_t auth_threads;           /* password hashing threads; default 2 */
 
 	/* durable state (issue 7) */
@@ -147,6 +148,7 @@ struct moat_config {
 	char *persistence_key_file;      /* moat's: the store's key; NULL: MOAT_STORE_KEY */
 	uint8_t persistence_sync;        /* moat's: 0 always, 1 batch, 2 off */
 	uint32_t persistence_sync_interval; /* moat's, batch: ms a commit may wait; default 10 */
+	const char *restore_from;        /* moatd --restore FILE: start from this backup (not a directive) */
 	uint32_t autosave_interval;      /* Mosquitto's; moat writes as it goes: accepted, no effect */
 	bool autosave_on_changes;        /* Mosquitto's; likewise */
 
@@ -156,6 +158,13 @@ struct moat_config {
 	uint64_t audit_log_max_size;     /* rotate past this; default 100 MiB; 0 = never */
 	uint32_t audit_log_keep;         /* rotated files kept; default 5 */
 	char *bans_file;                 /* bans that survive a restart; NULL = none */
+	char *admin_socket;              /* moat's: the admin API's Unix socket; "none" = off;
+					  * NULL = DIR/admin.sock with persistence, else off */
+	uint32_t admin_port;             /* moat's: the admin API over TCP+TLS; 0 = none */
+	char *admin_address;             /* its numeric address; NULL = 127.0.0.1 */
+	char *admin_certfile, *admin_keyfile; /* its TLS certificate and key (required) */
+	char *admin_cafile;              /* client certificates from this CA required; NULL = none */
+	char *admin_token_file;          /* a bearer token required; NULL = none */
 	struct moat_config_detector detectors[MOAT_CONFIG_DETECTORS];
 	uint32_t ban_steps[MOAT_CONFIG_BAN_STEPS]; /* seconds; n_ban_steps 0 = the default */
 	int n_ban_steps;

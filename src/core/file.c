@@ -17,9 +17,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* Writes all of p[0..n) to fd, retrying on EINTR. Returns 0, or -1 with errno set. */
-static int write_full(int fd, const char *p, size_t n)
+int moat_write_full(int fd, const void *buf, size_t n)
 {
+	const char *p = buf;
 	ssize_t k;
 
 	while (n) {
@@ -48,12 +48,24 @@ static char *dir_of(const char *path)
 	return strndup(path, (size_t)(slash - path));
 }
 
+void moat_sync_dir_of(const char *path)
+{
+	char *dir = dir_of(path);
+	int fd = open(dir ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	if (fd >= 0) {
+		(void)fsync(fd);
+		close(fd);
+	}
+	free(dir);
+}
+
 int moat_file_replace(const char *path, const void *data, size_t n, char *err, size_t errlen)
 {
 	char *dir = dir_of(path), *tmp = NULL;
 	const char *base = strrchr(path, '/');
 	struct stat st;
-	int fd = -1, dfd, rc = MOAT_EIO;
+	int fd = -1, rc = MOAT_EIO;
 
 	base = base ? base + 1 : path;
 	if (!dir || asprintf(&tmp, "%s/.%s.XXXXXX", dir, base) < 0) {
@@ -69,7 +81,7 @@ int moat_file_replace(const char *path, const void *data, size_t n, char *err, s
 	if (fchmod(fd, 0600) < 0 || (stat(path, &st) == 0 && fchown(fd, st.st_uid, st.st_gid) < 0 &&
 				     errno != EPERM))
 		goto fail;
-	if (write_full(fd, data, n) < 0 || fsync(fd) < 0)
+	if (moat_write_full(fd, data, n) < 0 || fsync(fd) < 0)
 		goto fail;
 	if (close(fd) < 0) {
 		fd = -1;
@@ -80,10 +92,7 @@ int moat_file_replace(const char *path, const void *data, size_t n, char *err, s
 		goto fail;
 	free(tmp);
 	tmp = NULL;
-	if ((dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
-		(void)fsync(dfd); /* best effort: the rename is done */
-		close(dfd);
-	}
+	moat_sync_dir_of(path); /* best effort: the rename is done */
 	rc = 0;
 fail:
 	if (rc < 0)

@@ -20,4 +20,10 @@
  */
 int moat_file_replace(const char *path, const void *data, size_t n, char *err, size_t errlen);
 
+/* Writes all of p[0..n) to fd, retrying on EINTR. Returns 0, or -1 with errno set. */
+int moat_write_full(int fd, const void *p, size_t n);
+
+/* Best effort: fsyncs the directory holding path, so a new name in it survives a crash. */
+void moat_sync_dir_of(const char *path);
+
 #endif

@@ -104,3 +104,25 @@ enum moat_utf8_result moat_utf8_check(const uint8_t *p, size_t n, unsigned flags
 	}
 	return worst;
 }
+
+size_t moat_utf8_char_len(const unsigned char *s, size_t n)
+{
+	size_t len;
+
+	if (n == 0)
+		return 0;
+	if (s[0] < 0x80)
+		return 1;
+	if (s[0] >= 0xc2 && s[0] <= 0xdf)
+		len = 2;
+	else if (s[0] >= 0xe0 && s[0] <= 0xef)
+		len = 3;
+	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
+		len = 4;
+	else
+		return 0;
+	if (len > n || moat_utf8_check(s, len, MOAT_UTF8_ALLOW_NUL | MOAT_UTF8_ALLOW_DISCOURAGED) !=
+			       MOAT_UTF8_OK)
+		return 0;
+	return len;
+}

@@ -33,4 +33,11 @@ enum {
  */
 enum moat_utf8_result moat_utf8_check(const uint8_t *p, size_t n, unsigned flags);
 
+/*
+ * The length (1 to 4) of the well-formed UTF-8 character at s[0..n), NUL and
+ * discouraged code points allowed, or 0 if s does not start with one (or n is
+ * 0). For escapers that copy good characters and replace bad bytes.
+ */
+size_t moat_utf8_char_len(const unsigned char *s, size_t n);
+
 #endif

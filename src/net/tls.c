@@ -20,6 +20,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,6 +90,13 @@ struct tls_tr {
 };
 
 static _Thread_local char last_error[256];
+static atomic_uint_fast64_t handshakes_ok, handshakes_failed; /* server side */
+
+void moat_tls_handshake_counts(uint64_t *ok, uint64_t *failed)
+{
+	*ok = atomic_load_explicit(&handshakes_ok, memory_order_relaxed);
+	*failed = atomic_load_explicit(&handshakes_failed, memory_order_relaxed);
+}
 
 const char *moat_tls_last_error(void)
 {
@@ -517,6 +525,8 @@ static void fill_info(struct tls_tr *t)
 		snprintf(t->info.psk_identity, sizeof(t->info.psk_identity), "%s", psk);
 	t->handshaken = true;
 	t->keyed_at = moat_now_ms();
+	if (t->server)
+		atomic_fetch_add_explicit(&handshakes_ok, 1, memory_order_relaxed);
 }
 
 /* Maps a failed SSL call to a transport result. */
@@ -705,6 +715,8 @@ static void tls_free(struct moat_transport *base)
 	if (t->handshaken && !t->failed) {
 		SSL_shutdown(t->ssl); /* close_notify, best effort: the socket is non-blocking */
 	}
+	if (t->server && !t->handshaken)
+		atomic_fetch_add_explicit(&handshakes_failed, 1, memory_order_relaxed);
 	ERR_clear_error();
 	SSL_free(t->ssl);
 	close(t->base.fd);
@@ -941,4 +953,116 @@ struct moat_transport *moat_tls_connect(struct moat_tls_client *c, int fd)
 			SSL_set1_host(ssl, c->servername);
 	}
 	return t;
+}
+
+/* ---- what the inventory reports (admin API) ---- */
+
+const char *moat_tls_library(void)
+{
+	return OpenSSL_version(OPENSSL_VERSION);
+}
+
+int moat_tls_server_offer(struct moat_tls_server *s, const char **min_version, char *out,
+			  size_t cap)
+{
+	STACK_OF(SSL_CIPHER) *ciphers;
+	size_t len = 0;
+	int n = 0, v;
+
+	out[0] = 0;
+	pthread_mutex_lock(&s->lock);
+	SSL *ssl = SSL_new(s->ctx); /* the suites a handshake would offer, TLS 1.3 ones too */
+	pthread_mutex_unlock(&s->lock);
+	if (!ssl)
+		return MOAT_ENOMEM;
+	v = SSL_get_min_proto_version(ssl);
+	*min_version = v == TLS1_3_VERSION ? "TLSv1.3" : v == TLS1_2_VERSION ? "TLSv1.2" : "TLSv1.2";
+	ciphers = SSL_get1_supported_ciphers(ssl);
+	for (int i = 0; ciphers && i < sk_SSL_CIPHER_num(ciphers); i++) {
+		const char *name = SSL_CIPHER_get_name(sk_SSL_CIPHER_value(ciphers, i));
+		int k = snprintf(out + len, cap - len, "%s%s", n ? ":" : "", name);
+		if (k < 0 || (size_t)k >= cap - len)
+			break;
+		len += (size_t)k;
+		n++;
+	}
+	sk_SSL_CIPHER_free(ciphers);
+	SSL_free(ssl);
+	return n;
+}
+
+/* ---- blocking sessions (the admin API's TCP listener: a thread per request) ---- */
+
+struct moat_tls_session {
+	SSL *ssl;
+};
+
+struct moat_tls_session *moat_tls_session_accept(struct moat_tls_server *s, int fd,
+						 char *subject, size_t n, char *err, size_t errlen)
+{
+	struct moat_tls_session *t = calloc(1, sizeof(*t));
+	X509 *peer;
+
+	if (subject && n)
+		subject[0] = 0;
+	if (!t)
+		return NULL;
+	pthread_mutex_lock(&s->lock);
+	t->ssl = SSL_new(s->ctx);
+	pthread_mutex_unlock(&s->lock);
+	if (!t->ssl || SSL_set_fd(t->ssl, fd) != 1 || SSL_accept(t->ssl) != 1) {
+		moat_set_err(err, errlen, "TLS handshake failed: %s", moat_tls_last_error());
+		ERR_clear_error();
+		SSL_free(t->ssl);
+		free(t);
+		return NULL;
+	}
+	peer = SSL_get0_peer_certificate(t->ssl);
+	if (peer && SSL_get_verify_result(t->ssl) == X509_V_OK && subject && n) {
+		BIO *b = BIO_new(BIO_s_mem());
+		if (b && X509_NAME_print_ex(b, X509_get_subject_name(peer), 0, XN_FLAG_RFC2253) >= 0) {
+			int k = BIO_read(b, subject, (int)n - 1);
+			subject[k > 0 ? k : 0] = 0;
+		}
+		BIO_free(b);
+	}
+	return t;
+}
+
+ssize_t moat_tls_session_read(struct moat_tls_session *t, void *buf, size_t n)
+{
+	int r = SSL_read(t->ssl, buf, n > INT32_MAX ? INT32_MAX : (int)n);
+
+	if (r > 0)
+		return r;
+	if (SSL_get_error(t->ssl, r) == SSL_ERROR_ZERO_RETURN)
+		return 0;
+	ERR_clear_error();
+	return -1; /* a timeout (SO_RCVTIMEO) ends up here too */
+}
+
+int moat_tls_session_write(struct moat_tls_session *t, const void *buf, size_t n)
+{
+	const char *p = buf;
+
+	while (n) {
+		int w = SSL_write(t->ssl, p, n > INT32_MAX ? INT32_MAX : (int)n);
+		if (w <= 0) {
+			ERR_clear_error();
+			return -1;
+		}
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+void moat_tls_session_free(struct moat_tls_session *t)
+{
+	if (!t)
+		return;
+	SSL_shutdown(t->ssl); /* close_notify; the caller closes the socket */
+	ERR_clear_error();
+	SSL_free(t->ssl);
+	free(t);
 }

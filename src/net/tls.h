@@ -44,6 +44,13 @@ void moat_tls_server_free(struct moat_tls_server *s);
 struct moat_transport *moat_tls_accept(struct moat_tls_server *s, int fd);
 
 /*
+ * Server-side handshakes since the process started (for metrics): *ok those
+ * that completed, *failed those that did not (refused, or the peer left or
+ * timed out before the end; counted when the transport is freed).
+ */
+void moat_tls_handshake_counts(uint64_t *ok, uint64_t *failed);
+
+/*
  * Verifies the certificate a live connection presented against s's current
  * CA and CRL. Returns 0 if it stands (or there is none), MOAT_EDENIED if it is
  * now revoked. Thread-safe.
@@ -80,5 +87,32 @@ struct moat_transport *moat_tls_connect(struct moat_tls_client *c, int fd);
 
 /* The last TLS failure on this thread, as text (for messages), "" if none. */
 const char *moat_tls_last_error(void);
+
+/* The TLS library's name and version ("OpenSSL 3.0.11 19 Sep 2023"). */
+const char *moat_tls_library(void);
+
+/*
+ * What a TLS listener offers now: its lowest protocol version ("TLSv1.2") into
+ * *min_version and its cipher suites, in preference order, separated by ':'
+ * into out[0..cap). Returns the number of suites, or MOAT_ENOMEM.
+ */
+int moat_tls_server_offer(struct moat_tls_server *s, const char **min_version, char *out,
+			  size_t cap);
+
+/*
+ * Blocking TLS on a connected socket, for the admin API's TCP listener (a
+ * thread per request; the caller sets SO_RCVTIMEO/SO_SNDTIMEO). accept does
+ * the handshake under s's context (its client-certificate policy included)
+ * and writes the verified client certificate's RFC 2253 subject into
+ * subject ("" if none). read returns bytes, 0 at the peer's close_notify, or
+ * -1 (error or timeout); write sends all or returns -1; free sends
+ * close_notify and frees (the socket stays the caller's).
+ */
+struct moat_tls_session;
+struct moat_tls_session *moat_tls_session_accept(struct moat_tls_server *s, int fd,
+						 char *subject, size_t n, char *err, size_t errlen);
+ssize_t moat_tls_session_read(struct moat_tls_session *t, void *buf, size_t n);
+int moat_tls_session_write(struct moat_tls_session *t, const void *buf, size_t n);
+void moat_tls_session_free(struct moat_tls_session *t);
 
 #endif

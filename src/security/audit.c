@@ -54,6 +54,7 @@
 #include "security/audit.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <openssl/evp.h>
@@ -92,6 +93,9 @@ struct moat_audit {
 	uint64_t seq;          /* seq of the last line, 0 before the first */
 	char prev[HEX_LEN + 1];/* hash of the last line, or ZERO_HASH */
 	bool pending_rotated;  /* PATH was started after PATH.1: write "rotated" first */
+	pthread_mutex_t head_lock; /* the two below: read by other threads */
+	uint64_t synced_seq;   /* the last line known to be on disk (fsynced or found at open) */
+	char synced_hash[HEX_LEN + 1];
 	char line[AUDIT_LINE_MAX];
 };
 
@@ -167,30 +171,6 @@ static void put_u(struct sb *b, unsigned cp)
 	putf(b, "\\u%04x", cp);
 }
 
-/*
- * Length of the well-formed UTF-8 character at s[0..n) (n >= 1), or 0 if
- * s[0] does not start one. moat_utf8_check decides well-formedness.
- */
-static size_t char_len(const unsigned char *s, size_t n)
-{
-	size_t len;
-
-	if (s[0] < 0x80)
-		return 1;
-	if (s[0] >= 0xc2 && s[0] <= 0xdf)
-		len = 2;
-	else if (s[0] >= 0xe0 && s[0] <= 0xef)
-		len = 3;
-	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
-		len = 4;
-	else
-		return 0;
-	if (len > n || moat_utf8_check(s, len, MOAT_UTF8_ALLOW_NUL | MOAT_UTF8_ALLOW_DISCOURAGED) !=
-			       MOAT_UTF8_OK)
-		return 0;
-	return len;
-}
-
 /* Appends the ASCII byte c, escaped as JSON (and this file's header) require. */
 static void put_ascii(struct sb *b, unsigned char c)
 {
@@ -237,7 +217,7 @@ static void put_str(struct sb *b, const char *str)
 
 	put(b, "\"", 1);
 	while (i < n) {
-		len = char_len(s + i, n - i);
+		len = moat_utf8_char_len(s + i, n - i);
 		if (i + (len ? len : 1) > FIELD_MAX) {
 			puts_(b, "...");
 			break;
@@ -668,6 +648,7 @@ int moat_audit_open(const char *path, uint64_t max_size, int keep, struct moat_a
 	rc = MOAT_EIO;
 	a = calloc(1, sizeof(*a));
 	if (a) {
+		pthread_mutex_init(&a->head_lock, NULL);
 		a->fd = -1;
 		a->name_cap = strlen(path) + 5; /* ".99", ".new" */
 		a->path = strdup(path);
@@ -691,6 +672,8 @@ int moat_audit_open(const char *path, uint64_t max_size, int keep, struct moat_a
 	rc = resume(a, err, errlen);
 	if (rc != 0)
 		goto fail;
+	a->synced_seq = a->seq;
+	memcpy(a->synced_hash, a->prev, sizeof(a->synced_hash));
 	*out = a;
 	return 0;
 fail:
@@ -811,7 +794,21 @@ int moat_audit_write(struct moat_audit *a, const struct moat_sec_event *e, int64
 
 int moat_audit_sync(struct moat_audit *a)
 {
-	return fsync(a->fd) == 0 ? 0 : MOAT_EIO;
+	if (fsync(a->fd) != 0)
+		return MOAT_EIO;
+	pthread_mutex_lock(&a->head_lock);
+	a->synced_seq = a->seq;
+	memcpy(a->synced_hash, a->prev, sizeof(a->synced_hash));
+	pthread_mutex_unlock(&a->head_lock);
+	return 0;
+}
+
+void moat_audit_head(struct moat_audit *a, uint64_t *seq, char hash[65])
+{
+	pthread_mutex_lock(&a->head_lock);
+	*seq = a->synced_seq;
+	memcpy(hash, a->synced_hash, HEX_LEN + 1);
+	pthread_mutex_unlock(&a->head_lock);
 }
 
 void moat_audit_close(struct moat_audit *a)
@@ -820,6 +817,7 @@ void moat_audit_close(struct moat_audit *a)
 		return;
 	if (a->fd >= 0)
 		close(a->fd);
+	pthread_mutex_destroy(&a->head_lock);
 	free(a->name);
 	free(a->name2);
 	free(a->fresh);

@@ -51,6 +51,15 @@ size_t moat_audit_event_json(const struct moat_sec_event *e, int64_t wall_ms, ch
 /* Flushes to disk (fsync). */
 int moat_audit_sync(struct moat_audit *a);
 
+/*
+ * The head of the chain known to be on disk: the seq and hash (64 hex digits
+ * and a NUL) of the last line synced, or found when the log was opened (seq
+ * 0 and zeros for a new log). Any thread may call it; the durable store
+ * keeps it, so a log cut short or replaced behind moatd's back is noticed
+ * at the next start.
+ */
+void moat_audit_head(struct moat_audit *a, uint64_t *seq, char hash[65]);
+
 void moat_audit_close(struct moat_audit *a);
 
 /*

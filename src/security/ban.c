@@ -952,23 +952,39 @@ static int format_bans(struct moat_bans *b, struct text *t, int64_t now_ms, int6
 	return 0;
 }
 
-int moat_bans_save(struct moat_bans *b, const char *path, int64_t now_ms, int64_t wall_s,
-		   char *err, size_t errlen)
+int moat_bans_format(struct moat_bans *b, int64_t now_ms, int64_t wall_s, char **out, size_t *n)
 {
 	struct text t = {0};
 	int rc;
 
-	if (!b || !path)
-		return MOAT_EINVAL;
 	bump(b, now_ms);
 	pthread_rwlock_rdlock(&b->lock);
 	rc = format_bans(b, &t, now_ms, wall_s);
 	pthread_rwlock_unlock(&b->lock);
-	if (rc < 0)
+	if (rc < 0) {
+		free(t.p);
+		return rc;
+	}
+	*out = t.p;
+	*n = t.n;
+	return 0;
+}
+
+int moat_bans_save(struct moat_bans *b, const char *path, int64_t now_ms, int64_t wall_s,
+		   char *err, size_t errlen)
+{
+	char *text;
+	size_t n;
+	int rc;
+
+	if (!b || !path)
+		return MOAT_EINVAL;
+	if ((rc = moat_bans_format(b, now_ms, wall_s, &text, &n)) < 0) {
 		moat_set_err(err, errlen, "%s: out of memory", path);
-	else
-		rc = moat_file_replace(path, t.p, t.n, err, errlen);
-	free(t.p);
+		return rc;
+	}
+	rc = moat_file_replace(path, text, n, err, errlen);
+	free(text);
 	return rc;
 }
 

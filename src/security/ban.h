@@ -99,6 +99,9 @@ size_t moat_bans_count(struct moat_bans *b, int64_t now);
 int moat_bans_save(struct moat_bans *b, const char *path, int64_t now_ms, int64_t wall_s,
 		   char *err, size_t errlen);
 
+/* The same text as moat_bans_save writes, owned by the caller (free). 0 or MOAT_ENOMEM. */
+int moat_bans_format(struct moat_bans *b, int64_t now_ms, int64_t wall_s, char **out, size_t *n);
+
 /*
  * Reads bans from path (a missing file is no bans). Entries already over
  * are skipped. A malformed line refuses the file with "PATH:LINE: why"
@@ -107,7 +110,7 @@ int moat_bans_save(struct moat_bans *b, const char *path, int64_t now_ms, int64_
 int moat_bans_load(struct moat_bans *b, const char *path, int64_t now_ms, int64_t wall_s,
 		   char *err, size_t errlen);
 
-/* The same from memory (for the fuzz target). */
+/* The same from memory (the durable store's copy; the fuzz target). */
 int moat_bans_parse(struct moat_bans *b, const char *text, size_t n, const char *name,
 		    int64_t now_ms, int64_t wall_s, char *err, size_t errlen);
 

@@ -17,6 +17,14 @@ static struct {
 static int nsinks;
 static atomic_uint_fast64_t counts[MOAT_SEC_KIND_COUNT];
 
+/* auth_success / auth_failure by method; "other" last, for anything else. */
+static const char *const auth_methods[] = {
+	"anonymous", "password", "certificate", "certificate+password", "psk",
+	"scram-sha-256", "scram-sha-512", "other",
+};
+#define AUTH_METHODS (sizeof(auth_methods) / sizeof(auth_methods[0]))
+static atomic_uint_fast64_t auth_counts[AUTH_METHODS][2]; /* [method][ok] */
+
 static const char *const names[MOAT_SEC_KIND_COUNT] = {
 	[MOAT_SEC_AUTH_SUCCESS] = "auth_success",
 	[MOAT_SEC_AUTH_FAILURE] = "auth_failure",
@@ -41,6 +49,8 @@ static const char *const names[MOAT_SEC_KIND_COUNT] = {
 	[MOAT_SEC_AVAILABILITY] = "availability",
 	[MOAT_SEC_DETECTION] = "detection",
 	[MOAT_SEC_LOCKDOWN] = "lockdown",
+	[MOAT_SEC_INTEGRITY] = "integrity",
+	[MOAT_SEC_ADMIN] = "admin",
 };
 
 const char *moat_sec_kind_name(enum moat_sec_kind k)
@@ -60,6 +70,26 @@ void moat_sec_add_sink(moat_sec_sink sink, void *ctx)
 uint64_t moat_sec_count(enum moat_sec_kind k)
 {
 	return (unsigned)k < MOAT_SEC_KIND_COUNT ? atomic_load(&counts[k]) : 0;
+}
+
+const char *moat_sec_auth_method(unsigned i)
+{
+	return i < AUTH_METHODS ? auth_methods[i] : NULL;
+}
+
+uint64_t moat_sec_auth_count(unsigned i, bool ok)
+{
+	return i < AUTH_METHODS ? atomic_load(&auth_counts[i][ok]) : 0;
+}
+
+static void count_auth(const struct moat_sec_event *e)
+{
+	unsigned i = 0;
+
+	while (i < AUTH_METHODS - 1 && !(e->method && strcmp(e->method, auth_methods[i]) == 0))
+		i++;
+	atomic_fetch_add_explicit(&auth_counts[i][e->kind == MOAT_SEC_AUTH_SUCCESS], 1,
+				  memory_order_relaxed);
 }
 
 /* Quotes s (peer-chosen text) for the log, or "-". */
@@ -95,6 +125,8 @@ void moat_sec_emit(const struct moat_sec_event *e)
 
 	if ((unsigned)e->kind < MOAT_SEC_KIND_COUNT)
 		atomic_fetch_add_explicit(&counts[e->kind], 1, memory_order_relaxed);
+	if (e->kind == MOAT_SEC_AUTH_SUCCESS || e->kind == MOAT_SEC_AUTH_FAILURE)
+		count_auth(e);
 	if (moat_log_enabled(lvl))
 		moat_log(lvl, "security kind=%s addr=%s client_id=%s user=%s method=%s%s%s%s%s%s%s%s",
 			 moat_sec_kind_name(e->kind), e->addr ? e->addr : "-",

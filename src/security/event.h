@@ -11,6 +11,7 @@
 #ifndef MOAT_SECURITY_EVENT_H
 #define MOAT_SECURITY_EVENT_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 enum moat_sec_kind {
@@ -37,6 +38,8 @@ enum moat_sec_kind {
 	MOAT_SEC_AVAILABILITY,      /* a steadily connected client went missing */
 	MOAT_SEC_DETECTION,         /* a detector's threshold was crossed (reason: which) */
 	MOAT_SEC_LOCKDOWN,          /* lockdown switched on or off */
+	MOAT_SEC_INTEGRITY,         /* stored state failed a check: the audit log cut short, damaged store rows */
+	MOAT_SEC_ADMIN,             /* an operator acted through the admin API (reason: what; username: who) */
 	MOAT_SEC_KIND_COUNT
 };
 
@@ -66,5 +69,15 @@ const char *moat_sec_kind_name(enum moat_sec_kind k);
 
 /* How many events of each kind were emitted (for metrics and $SYS). */
 uint64_t moat_sec_count(enum moat_sec_kind k);
+
+/*
+ * auth_success and auth_failure events by their method, for metrics: the
+ * methods the broker names (auth_method_name in src/broker/auth.c), then
+ * "other" for any other string or none. moat_sec_auth_method(i) is the i-th
+ * name, NULL past the end; moat_sec_auth_count(i, ok) its count of
+ * successes (ok) or failures.
+ */
+const char *moat_sec_auth_method(unsigned i);
+uint64_t moat_sec_auth_count(unsigned i, bool ok);
 
 #endif

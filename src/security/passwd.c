@@ -749,6 +749,8 @@ static bool verify(const struct entry *e, const uint8_t *pw, size_t plen)
 		     (CRYPTO_memcmp(a, e->key, e->key_len) | CRYPTO_memcmp(b, e->server_key,
 									  e->key_len)) == 0;
 		break;
+	case MOAT_PW_ALGO_COUNT: /* not an algorithm */
+		break;
 	}
 	OPENSSL_cleanse(a, sizeof(a));
 	OPENSSL_cleanse(b, sizeof(b));
@@ -1074,4 +1076,28 @@ fail:
 	wipe_free(old, n + 1);
 	free(target);
 	return rc;
+}
+
+void moat_passwd_algo_counts(const struct moat_passwd *p, size_t counts[MOAT_PW_ALGO_COUNT])
+{
+	const struct entry *e;
+	size_t pos = 0;
+
+	memset(counts, 0, MOAT_PW_ALGO_COUNT * sizeof(counts[0]));
+	while ((e = moat_map_next(&p->users, &pos, NULL, NULL)))
+		if ((unsigned)e->algo < MOAT_PW_ALGO_COUNT)
+			counts[e->algo]++;
+}
+
+const char *moat_passwd_algo_name(enum moat_pw_algo a)
+{
+	static const char *const names[MOAT_PW_ALGO_COUNT] = {
+		[MOAT_PW_ARGON2ID] = "argon2id",
+		[MOAT_PW_PBKDF2_SHA512] = "sha512-pbkdf2",
+		[MOAT_PW_SHA512] = "sha512",
+		[MOAT_PW_SCRAM_SHA256] = "scram-sha-256",
+		[MOAT_PW_SCRAM_SHA512] = "scram-sha-512",
+	};
+
+	return (unsigned)a < MOAT_PW_ALGO_COUNT ? names[a] : "?";
 }

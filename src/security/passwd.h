@@ -29,6 +29,7 @@ enum moat_pw_algo {
 	MOAT_PW_SHA512,           /* $6$: read only, never written */
 	MOAT_PW_SCRAM_SHA256,
 	MOAT_PW_SCRAM_SHA512,
+	MOAT_PW_ALGO_COUNT
 };
 
 struct moat_passwd;
@@ -92,6 +93,12 @@ int moat_passwd_scram(const struct moat_passwd *p, const char *user, int sha,
  */
 int moat_passwd_hash(enum moat_pw_algo algo, const uint8_t *password, size_t plen, char *out,
 		     size_t cap);
+
+/* Counts p's entries by algorithm into counts[MOAT_PW_ALGO_COUNT] (zeroed first). */
+void moat_passwd_algo_counts(const struct moat_passwd *p, size_t counts[MOAT_PW_ALGO_COUNT]);
+
+/* An algorithm's name as moat_passwd_algo reads it ("sha512" for $6$). */
+const char *moat_passwd_algo_name(enum moat_pw_algo a);
 
 /* Parses an algorithm name: "argon2id", "sha512-pbkdf2", "scram-sha-256", "scram-sha-512". */
 int moat_passwd_algo(const char *name, enum moat_pw_algo *out);

@@ -178,6 +178,97 @@ size_t moat_rec_delivery_encode(const struct moat_rec_delivery *d, const uint32_
 	return w.n;
 }
 
+static void put_will(struct wr *w, const struct moat_rec_will *v)
+{
+	w8(w, 'W');
+	w8(w, FORMAT);
+	wn(w, (uint64_t)v->due_wall_ms, 8);
+	put_msg(w, &v->msg);
+}
+
+size_t moat_rec_will_size(const struct moat_rec_will *v)
+{
+	struct wr w = { NULL, 0 };
+
+	if (!msg_fits(&v->msg) || v->due_wall_ms <= 0)
+		return 0;
+	put_will(&w, v);
+	return w.n;
+}
+
+size_t moat_rec_will_encode(const struct moat_rec_will *v, uint8_t *out)
+{
+	struct wr w = { out, 0 };
+
+	if (!msg_fits(&v->msg) || v->due_wall_ms <= 0)
+		return 0;
+	put_will(&w, v);
+	return w.n;
+}
+
+static bool device_fits(const struct moat_rec_device *d)
+{
+	if (d->naddrs > 4 || d->nprops > 8 || d->method.n > UINT16_MAX || d->client_id.n == 0 ||
+	    d->client_id.n > UINT16_MAX || d->username.n > UINT16_MAX || d->identity.n > UINT16_MAX)
+		return false;
+	for (int i = 0; i < d->naddrs; i++)
+		if (d->addrs[i].n > UINT8_MAX)
+			return false;
+	for (int i = 0; i < d->nprops; i++)
+		if (d->props[i].n > UINT16_MAX)
+			return false;
+	return true;
+}
+
+static void put_str16(struct wr *w, const struct moat_rec_str *x)
+{
+	wn(w, x->n, 2);
+	wbytes(w, x->p, x->n);
+}
+
+static void put_device(struct wr *w, const struct moat_rec_device *d)
+{
+	w8(w, 'I');
+	w8(w, FORMAT);
+	wn(w, (uint64_t)d->first_seen, 8);
+	wn(w, (uint64_t)d->last_seen, 8);
+	wn(w, (uint64_t)d->last_disconnect, 8);
+	wn(w, d->connects, 8);
+	w8(w, d->versions);
+	put_str16(w, &d->method);
+	put_str16(w, &d->client_id);
+	put_str16(w, &d->username);
+	put_str16(w, &d->identity);
+	w8(w, d->naddrs);
+	for (int i = 0; i < d->naddrs; i++) {
+		w8(w, (uint8_t)d->addrs[i].n);
+		wbytes(w, d->addrs[i].p, d->addrs[i].n);
+	}
+	w8(w, d->nprops);
+	for (int i = 0; i < d->nprops; i++)
+		put_str16(w, &d->props[i]);
+}
+
+size_t moat_rec_device_size(const struct moat_rec_device *d)
+{
+	struct wr w = { NULL, 0 };
+
+	if (!device_fits(d))
+		return 0;
+	put_device(&w, d);
+	return w.n;
+}
+
+size_t moat_rec_device_encode(const struct moat_rec_device *d, uint8_t *out)
+{
+	struct wr w = { out, 0 };
+
+	if (!device_fits(d))
+		return 0;
+	put_device(&w, d);
+	return w.n;
+}
+
 /* ---- reading ---- */
 
 struct rd {
@@ -342,5 +433,62 @@ int moat_rec_delivery_decode(const uint8_t *in, size_t n, struct moat_rec_delive
 		return MOAT_EMALFORMED;
 	if ((rc = read_msg(&r, &out->msg)) < 0)
 		return rc == MOAT_EVERSION ? MOAT_EVERSION : MOAT_EMALFORMED;
+	return r.i == n ? 0 : MOAT_EMALFORMED;
+}
+
+int moat_rec_will_decode(const uint8_t *in, size_t n, struct moat_rec_will *out)
+{
+	struct rd r = { in, n, 0, false };
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	if ((rc = header(&r, 'W')) < 0)
+		return rc;
+	out->due_wall_ms = (int64_t)rn(&r, 8);
+	if (r.bad || out->due_wall_ms <= 0)
+		return MOAT_EMALFORMED;
+	if ((rc = read_msg(&r, &out->msg)) < 0)
+		return rc == MOAT_EVERSION ? MOAT_EVERSION : MOAT_EMALFORMED;
+	return r.i == n ? 0 : MOAT_EMALFORMED;
+}
+
+/* A UTF-8 string with a u16 (wide) or u8 length. */
+static bool read_str(struct rd *r, struct moat_rec_str *x, bool wide)
+{
+	x->n = (size_t)rn(r, wide ? 2 : 1);
+	x->p = rbytes(r, x->n);
+	return !r->bad && utf8_ok(x->p, x->n);
+}
+
+int moat_rec_device_decode(const uint8_t *in, size_t n, struct moat_rec_device *out)
+{
+	struct rd r = { in, n, 0, false };
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	if ((rc = header(&r, 'I')) < 0)
+		return rc;
+	out->first_seen = (int64_t)rn(&r, 8);
+	out->last_seen = (int64_t)rn(&r, 8);
+	out->last_disconnect = (int64_t)rn(&r, 8);
+	out->connects = rn(&r, 8);
+	out->versions = (uint8_t)rn(&r, 1);
+	if (r.bad || out->versions & ~0x38 || !read_str(&r, &out->method, true) ||
+	    !read_str(&r, &out->client_id, true) || out->client_id.n == 0 ||
+	    !read_str(&r, &out->username, true) || !read_str(&r, &out->identity, true))
+		return MOAT_EMALFORMED;
+	out->naddrs = (uint8_t)rn(&r, 1);
+	if (r.bad || out->naddrs > 4)
+		return MOAT_EMALFORMED;
+	for (int i = 0; i < out->naddrs; i++)
+		if (!read_str(&r, &out->addrs[i], false))
+			return MOAT_EMALFORMED;
+	out->nprops = (uint8_t)rn(&r, 1);
+	if (r.bad || out->nprops > 8)
+		return MOAT_EMALFORMED;
+	for (int i = 0; i < out->nprops; i++)
+		if (!read_str(&r, &out->props[i], true) ||
+		    !memchr(out->props[i].p, '=', out->props[i].n))
+			return MOAT_EMALFORMED;
 	return r.i == n ? 0 : MOAT_EMALFORMED;
 }

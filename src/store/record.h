@@ -17,6 +17,11 @@
  *             options u8, subscription id u32)
  *   delivery: 'D' 1 | state u8 | packet id u16 | qos u8 | flags (dup 0)
  *             | nsubids u16 | nsubids x subscription id u32 | message record
+ *   will:     'W' 1 | due i64 wall ms (> 0) | message record   (a delayed will, waiting)
+ *   device:   'I' 1 | first_seen, last_seen, last_disconnect i64 wall s | connects u64
+ *             | versions u8 (bits 3-5) | method, client id, username, identity: u16 len +
+ *             bytes | naddrs u8 (<= 4) x (u8 len + bytes) | nprops u8 (<= 8) x (u16 len +
+ *             "key=value")   (the device inventory)
  */
 #ifndef MOAT_STORE_RECORD_H
 #define MOAT_STORE_RECORD_H
@@ -73,6 +78,22 @@ struct moat_rec_delivery {
 	struct moat_rec_msg msg;
 };
 
+/* A delayed will: the message, published at due_wall_ms unless the client comes back. */
+struct moat_rec_will {
+	int64_t due_wall_ms;
+	struct moat_rec_msg msg;
+};
+
+/* An inventory entry: what the broker knows of a client id (broker/inventory.c). */
+struct moat_rec_device {
+	int64_t first_seen, last_seen, last_disconnect;
+	uint64_t connects;
+	uint8_t versions;
+	struct moat_rec_str { const uint8_t *p; size_t n; } method, client_id, username, identity;
+	uint8_t naddrs, nprops;
+	struct moat_rec_str addrs[4], props[8];
+};
+
 /* Subscription identifier i of a delivery (encoding: give subids as an array in subid_list). */
 uint32_t moat_rec_subid(const struct moat_rec_delivery *d, uint16_t i);
 
@@ -96,6 +117,12 @@ size_t moat_rec_delivery_encode(const struct moat_rec_delivery *d, const uint32_
 int moat_rec_msg_decode(const uint8_t *in, size_t n, struct moat_rec_msg *out);
 int moat_rec_session_decode(const uint8_t *in, size_t n, struct moat_rec_session *out);
 int moat_rec_delivery_decode(const uint8_t *in, size_t n, struct moat_rec_delivery *out);
+int moat_rec_will_decode(const uint8_t *in, size_t n, struct moat_rec_will *out);
+size_t moat_rec_will_size(const struct moat_rec_will *v);
+size_t moat_rec_will_encode(const struct moat_rec_will *v, uint8_t *out);
+int moat_rec_device_decode(const uint8_t *in, size_t n, struct moat_rec_device *out);
+size_t moat_rec_device_size(const struct moat_rec_device *d);
+size_t moat_rec_device_encode(const struct moat_rec_device *d, uint8_t *out);
 
 /* The next subscription of a decoded session: 1 and *out, or 0 at the end. */
 int moat_rec_sub_next(const struct moat_rec_session *s, size_t *pos, struct moat_rec_sub *out);

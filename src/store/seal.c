@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "core/error.h"
+#include "core/file.h"
 
 #define ENC_INFO "moat store enc v1"
 #define MAC_INFO "moat store mac v1"
@@ -205,55 +206,41 @@ int moat_seal_load_key(const char *path, const char *env_name, uint8_t key[MOAT_
 
 /* ---- making a key ---- */
 
-/* Writes all of p[0..n) to fd, retrying on EINTR. Returns 0, or -1 with errno set. */
-static int write_full(int fd, const char *p, size_t n)
+/* Writes key as 64 hex digits and "\n" into text. */
+static void hex_key(const uint8_t key[MOAT_SEAL_KEY_LEN], char text[HEX_KEY_LEN + 1])
 {
-	ssize_t k;
+	static const char digits[] = "0123456789abcdef";
+	size_t i;
 
-	while (n) {
-		k = write(fd, p, n);
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k == 0)
-			errno = EIO;
-		if (k <= 0)
-			return -1;
-		p += k;
-		n -= (size_t)k;
+	for (i = 0; i < MOAT_SEAL_KEY_LEN; i++) {
+		text[2 * i] = digits[key[i] >> 4];
+		text[2 * i + 1] = digits[key[i] & 15];
 	}
-	return 0;
-}
-
-/* Best effort: the new name survives a crash once its directory is synced. */
-static void sync_dir_of(const char *path)
-{
-	const char *slash = strrchr(path, '/');
-	char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : NULL;
-	int fd = open(dir ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-
-	if (fd >= 0) {
-		(void)fsync(fd);
-		close(fd);
-	}
-	free(dir);
+	text[HEX_KEY_LEN] = '\n';
 }
 
 /* Fills text with a new key as 64 hex digits and "\n". Returns 0 or MOAT_EIO. */
 static int new_hex_key(char text[HEX_KEY_LEN + 1])
 {
-	static const char digits[] = "0123456789abcdef";
 	uint8_t key[MOAT_SEAL_KEY_LEN];
-	size_t i;
 
 	if (RAND_bytes(key, sizeof(key)) != 1)
 		return MOAT_EIO;
-	for (i = 0; i < sizeof(key); i++) {
-		text[2 * i] = digits[key[i] >> 4];
-		text[2 * i + 1] = digits[key[i] & 15];
-	}
-	text[HEX_KEY_LEN] = '\n';
+	hex_key(key, text);
 	OPENSSL_cleanse(key, sizeof(key));
 	return 0;
+}
+
+int moat_seal_write_key_file(const char *path, const uint8_t key[MOAT_SEAL_KEY_LEN], char *err,
+			     size_t errlen)
+{
+	char text[HEX_KEY_LEN + 1];
+	int rc;
+
+	hex_key(key, text);
+	rc = moat_file_replace(path, text, sizeof(text), err, errlen);
+	OPENSSL_cleanse(text, sizeof(text));
+	return rc;
 }
 
 int moat_seal_generate_key_file(const char *path, char *err, size_t errlen)
@@ -275,7 +262,7 @@ int moat_seal_generate_key_file(const char *path, char *err, size_t errlen)
 		return rc;
 	}
 	/* The umask may have taken bits away; 0600 exactly is what the loader wants. */
-	if (fchmod(fd, 0600) < 0 || write_full(fd, text, sizeof(text)) < 0 || fsync(fd) < 0) {
+	if (fchmod(fd, 0600) < 0 || moat_write_full(fd, text, sizeof(text)) < 0 || fsync(fd) < 0) {
 		moat_set_err(err, errlen, "%s: %s", path, strerror(errno));
 		close(fd);
 		unlink(path);
@@ -288,7 +275,7 @@ int moat_seal_generate_key_file(const char *path, char *err, size_t errlen)
 		unlink(path);
 		return MOAT_EIO;
 	}
-	sync_dir_of(path);
+	moat_sync_dir_of(path);
 	return 0;
 }
 
@@ -314,7 +301,8 @@ static int derive(const uint8_t key[MOAT_SEAL_KEY_LEN], const char *info,
 	return ok ? 0 : MOAT_ENOMEM;
 }
 
-struct moat_seal *moat_seal_new(const uint8_t key[MOAT_SEAL_KEY_LEN])
+struct moat_seal *moat_seal_new_split(const uint8_t enc_key[MOAT_SEAL_KEY_LEN],
+				      const uint8_t mac_key[MOAT_SEAL_KEY_LEN])
 {
 	struct moat_seal *s = calloc(1, sizeof(*s));
 
@@ -322,12 +310,27 @@ struct moat_seal *moat_seal_new(const uint8_t key[MOAT_SEAL_KEY_LEN])
 		return NULL;
 	s->gcm = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
 	s->hmac = EVP_MAC_fetch(NULL, "HMAC", NULL);
-	if (!s->gcm || !s->hmac || derive(key, ENC_INFO, s->enc) < 0 ||
-	    derive(key, MAC_INFO, s->mac) < 0) {
+	if (!s->gcm || !s->hmac || derive(enc_key, ENC_INFO, s->enc) < 0 ||
+	    derive(mac_key, MAC_INFO, s->mac) < 0) {
 		moat_seal_free(s);
 		return NULL;
 	}
 	return s;
+}
+
+struct moat_seal *moat_seal_new(const uint8_t key[MOAT_SEAL_KEY_LEN])
+{
+	return moat_seal_new_split(key, key);
+}
+
+int moat_seal_random(void *out, size_t n)
+{
+	return RAND_bytes(out, (int)n) == 1 ? 0 : MOAT_EIO;
+}
+
+void moat_seal_wipe(void *p, size_t n)
+{
+	OPENSSL_cleanse(p, n);
 }
 
 void moat_seal_free(struct moat_seal *s)

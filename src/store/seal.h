@@ -72,6 +72,27 @@ int moat_seal_load_key(const char *path, const char *env_name, uint8_t key[MOAT_
 int moat_seal_generate_key_file(const char *path, char *err, size_t errlen);
 
 /*
+ * Writes key to path as 64 hex digits and a newline, replacing any file
+ * there atomically (core/file.h), mode 0600. Returns 0 or MOAT_EIO with err.
+ */
+int moat_seal_write_key_file(const char *path, const uint8_t key[MOAT_SEAL_KEY_LEN], char *err,
+			     size_t errlen);
+
+/* Fills out[0..n) from the cryptographic random generator. Returns 0 or MOAT_EIO. */
+int moat_seal_random(void *out, size_t n);
+
+/* Wipes p[0..n) in a way the compiler does not drop (key material). */
+void moat_seal_wipe(void *p, size_t n);
+
+/*
+ * Makes a seal whose value subkey comes from enc_key and whose name subkey
+ * comes from mac_key: the store changes its data key (key rotation) while
+ * the names rows are found by stay the same. Borrows both keys.
+ */
+struct moat_seal *moat_seal_new_split(const uint8_t enc_key[MOAT_SEAL_KEY_LEN],
+				      const uint8_t mac_key[MOAT_SEAL_KEY_LEN]);
+
+/*
  * Derives the subkeys of master key. Borrows key (the caller wipes it).
  * Returns owned (free with moat_seal_free), or NULL if out of memory.
  */

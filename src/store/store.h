@@ -51,6 +51,7 @@ struct moat_store_conf {
 	enum moat_store_sync sync;
 	uint32_t batch_ms;               /* MOAT_STORE_SYNC_BATCH: the most a commit waits */
 	uint32_t queue_max;              /* writes waiting before put/del refuse; 0: 1 << 20 */
+	uint64_t rotate_at;              /* values sealed before the data key rotates; 0: 2^31 */
 };
 
 struct moat_store;
@@ -62,6 +63,9 @@ struct moat_store;
  */
 int moat_store_open(const struct moat_store_conf *c, struct moat_store **out, char *err,
 		    size_t errlen);
+
+/* True if another process (a running moatd) has the store in dir open. */
+bool moat_store_in_use(const char *dir);
 
 /* Commits what is queued, stops the thread, closes. NULL is a no-op. */
 void moat_store_close(struct moat_store *s);
@@ -108,8 +112,55 @@ int moat_store_barrier(struct moat_store *s, moat_store_done done, void *ctx);
 void moat_store_group_begin(struct moat_store *s);
 void moat_store_group_end(struct moat_store *s);
 
+/*
+ * Writes queued and not yet taken by the store's thread (a hint: read
+ * without a lock). moatd makes acknowledgements wait when it grows, so that
+ * batch and off modes cannot fall far behind the messages they acknowledge.
+ */
+unsigned moat_store_backlog(const struct moat_store *s);
+
 /* Waits until everything queued before the call is committed. */
 void moat_store_flush(struct moat_store *s);
+
+/*
+ * Rotates the keys online: a new random data key, wrapped under new_key (the
+ * operator's new key, MOAT_SEAL_KEY_LEN bytes, copied) or, if new_key is
+ * NULL, under the current one. On the store's thread, in order with the
+ * writes queued before it: first one transaction writes the new key set,
+ * then step(ctx, rc) runs (from then on the store opens only with the new
+ * key: the caller moves its key file there); then every row is re-sealed
+ * under the new data key, a few hundred per transaction between the normal
+ * writes, and done(ctx, rc) runs at the end. rc: 0; MOAT_EAGAIN (another
+ * rekey is waiting for its walk); MOAT_EIO (the key set could not be written:
+ * nothing changed); MOAT_ECLOSED (the store closed mid-walk: the walk goes
+ * on at the next open, which needs the new key). Both callbacks run on the
+ * store's thread and must not block. Returns 0 or MOAT_ENOMEM / MOAT_ECLOSED
+ * (nothing queued, no callback).
+ */
+int moat_store_rekey(struct moat_store *s, const uint8_t *new_key, moat_store_done step,
+		     moat_store_done done, void *ctx);
+
+/*
+ * Writes a consistent copy of the store to path while it runs (SQLite's
+ * backup API on a second, read-only connection: writers are not held up):
+ * what was queued before the call is in it. The copy is written beside path
+ * and renamed over it, mode 0600; it opens with the key the store opens with
+ * now (keep that key with the copy). Refuses an existing path unless
+ * replace. Returns 0, MOAT_EEXIST, or MOAT_EIO with err.
+ */
+int moat_store_backup(struct moat_store *s, const char *path, bool replace, char *err,
+		      size_t errlen);
+
+/*
+ * Puts the copy at file in place of the store in dir, for moat_store_open to
+ * open: file must be a moat store that key opens and that passes SQLite's
+ * check. A store already in dir is moved aside (moat.db.before-restore-TIME,
+ * with its -wal and -shm), not deleted. Returns 0, or MOAT_ECONFIG (file is
+ * not a store, or not under key) / MOAT_EIO with err; on failure dir is as it
+ * was. *aside receives the name the old store was moved to ("" if none).
+ */
+int moat_store_restore(const char *dir, const char *file, const uint8_t key[MOAT_SEAL_KEY_LEN],
+		       char *aside, size_t asidelen, char *err, size_t errlen);
 
 struct moat_store_load_stats {
 	uint64_t rows;     /* handed to the callback */
@@ -129,9 +180,13 @@ int moat_store_load(struct moat_store *s, enum moat_store_table t,
 		    void *ctx, struct moat_store_load_stats *st, char *err, size_t errlen);
 
 struct moat_store_stats {
-	uint64_t commits;  /* transactions */
-	uint64_t writes;   /* rows written or deleted */
-	uint64_t failed;   /* writes whose commit failed */
+	uint64_t commits;    /* transactions */
+	uint64_t writes;     /* rows written or deleted */
+	uint64_t failed;     /* writes whose commit failed */
+	uint64_t commit_ns;  /* time spent in those transactions (BEGIN to COMMIT), nanoseconds */
+	uint64_t generation; /* of the data key: 1 for a new store, + 1 per rotation */
+	uint64_t sealed;     /* values sealed under the current data key */
+	bool rotating;       /* a rotation is re-sealing rows */
 };
 
 void moat_store_stats(struct moat_store *s, struct moat_store_stats *out);

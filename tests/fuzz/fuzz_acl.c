@@ -27,19 +27,7 @@
 #include "core/error.h"
 #include "security/acl.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static void check_fail(const char *what, int line)
-{
-	fprintf(stderr, "FUZZ CHECK FAILED: %s (fuzz_acl.c:%d)\n", what, line);
-	abort();
-}
-
-#define CHECK(cond)                                      \
-	do {                                             \
-		if (!(cond))                             \
-			check_fail(#cond, __LINE__);     \
-	} while (0)
+#include "fuzz_common.h"
 
 #define MAX_TOPICS 16
 #define ACCESSES 3
@@ -101,27 +89,27 @@ static void check_client(const struct moat_acl *a, const struct moat_acl_who *wh
 	if (!c)
 		return; /* out of memory (or the substitution budget): the caller denies */
 	o = moat_acl_options(c);
-	CHECK(o->max_qos <= 2);
+	FZ_ASSERT(o->max_qos <= 2);
 	for (i = 0; i < nt; i++) {
 		for (k = 0; k < ACCESSES; k++) {
 			d[i][k] = moat_acl_check(c, t[i].p, t[i].n, accesses[k]);
-			CHECK(d[i][k] == MOAT_ALLOW || d[i][k] == MOAT_DENY);
-			CHECK(moat_acl_check(c, t[i].p, t[i].n, accesses[k]) == d[i][k]);
+			FZ_ASSERT(d[i][k] == MOAT_ALLOW || d[i][k] == MOAT_DENY);
+			FZ_ASSERT(moat_acl_check(c, t[i].p, t[i].n, accesses[k]) == d[i][k]);
 		}
 		if (plain_name(t[i]))
-			CHECK(d[i][0] == d[i][2]);
+			FZ_ASSERT(d[i][0] == d[i][2]);
 	}
 	fresh = moat_acl_bind(a, who);
 	if (fresh) {
 		for (i = nt; i-- > 0;)
 			for (k = ACCESSES; k-- > 0;)
-				CHECK(moat_acl_check(fresh, t[i].p, t[i].n, accesses[k]) == d[i][k]);
+				FZ_ASSERT(moat_acl_check(fresh, t[i].p, t[i].n, accesses[k]) == d[i][k]);
 		moat_acl_client_free(fresh);
 	}
 	/* And again from the first view's cache, after all the others. */
 	for (i = 0; i < nt; i++)
 		for (k = 0; k < ACCESSES; k++)
-			CHECK(moat_acl_check(c, t[i].p, t[i].n, accesses[k]) == d[i][k]);
+			FZ_ASSERT(moat_acl_check(c, t[i].p, t[i].n, accesses[k]) == d[i][k]);
 	moat_acl_client_free(c);
 }
 
@@ -129,15 +117,15 @@ static void check_message(const char *err, size_t len)
 {
 	size_t i;
 
-	CHECK(memchr(err, '\0', len) != NULL);
-	CHECK(strncmp(err, "fuzz.acl:", 9) == 0);
+	FZ_ASSERT(memchr(err, '\0', len) != NULL);
+	FZ_ASSERT(strncmp(err, "fuzz.acl:", 9) == 0);
 	for (i = 0; err[i]; i++)
-		CHECK((unsigned char)err[i] >= 0x20 && err[i] != 0x7f);
+		FZ_ASSERT((unsigned char)err[i] >= 0x20 && err[i] != 0x7f);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct moat_acl *a = (struct moat_acl *)&check_fail; /* a sentinel */
+	struct moat_acl *a = (struct moat_acl *)&fz_fail; /* a sentinel */
 	struct topic t[MAX_TOPICS];
 	char err[256];
 	size_t i, nt, lines = 1;
@@ -145,15 +133,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	memset(err, 0x55, sizeof(err));
 	rc = moat_acl_parse((const char *)data, size, "fuzz.acl", &a, err, sizeof(err));
-	CHECK(rc == 0 || rc == MOAT_ECONFIG || rc == MOAT_ENOMEM);
+	FZ_ASSERT(rc == 0 || rc == MOAT_ECONFIG || rc == MOAT_ENOMEM);
 	if (rc != 0) {
-		CHECK(a == (struct moat_acl *)&check_fail);
+		FZ_ASSERT(a == (struct moat_acl *)&fz_fail);
 		check_message(err, sizeof(err));
 		return 0;
 	}
 	for (i = 0; i < size; i++)
 		lines += data[i] == '\n';
-	CHECK(moat_acl_count(a) <= lines);
+	FZ_ASSERT(moat_acl_count(a) <= lines);
 	nt = gather_topics(data, size, t);
 	for (i = 0; i < sizeof(clients) / sizeof(clients[0]); i++)
 		check_client(a, &clients[i], t, nt);

@@ -30,19 +30,7 @@
 #include "core/error.h"
 #include "security/ban.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static void check_fail(const char *what, int line)
-{
-	fprintf(stderr, "FUZZ CHECK FAILED: %s (fuzz_bans.c:%d)\n", what, line);
-	abort();
-}
-
-#define CHECK(cond)                                      \
-	do {                                             \
-		if (!(cond))                             \
-			check_fail(#cond, __LINE__);     \
-	} while (0)
+#include "fuzz_common.h"
 
 #define NOW_MS 1000000
 #define WALL_S 1600000000
@@ -62,7 +50,7 @@ static void collect(void *ctx, const struct moat_ban_info *info)
 	if (l->n == l->cap) {
 		l->cap = l->cap ? l->cap * 2 : 16;
 		l->v = realloc(l->v, l->cap * sizeof(*l->v));
-		CHECK(l->v != NULL);
+		FZ_ASSERT(l->v != NULL);
 	}
 	l->v[l->n++] = *info;
 }
@@ -78,7 +66,7 @@ static char *as_text(const struct listing *l)
 	char **lines = calloc(l->n + 1, sizeof(*lines)), *text;
 	size_t i, len = 1, off = 0;
 
-	CHECK(lines != NULL);
+	FZ_ASSERT(lines != NULL);
 	for (i = 0; i < l->n; i++) {
 		const struct moat_ban_info *b = &l->v[i];
 		int64_t rem = b->until_ms - NOW_MS;
@@ -86,13 +74,13 @@ static char *as_text(const struct listing *l)
 
 		if (until > INT64_MAX / 1000)
 			until = INT64_MAX / 1000;
-		CHECK(asprintf(&lines[i], "%s %s %lld %s\n", kinds[b->kind], b->key, until,
+		FZ_ASSERT(asprintf(&lines[i], "%s %s %lld %s\n", kinds[b->kind], b->key, until,
 			       b->reason) > 0);
 		len += strlen(lines[i]);
 	}
 	qsort(lines, l->n, sizeof(*lines), by_line);
 	text = malloc(len);
-	CHECK(text != NULL);
+	FZ_ASSERT(text != NULL);
 	for (i = 0; i < l->n; i++) {
 		memcpy(text + off, lines[i], strlen(lines[i]));
 		off += strlen(lines[i]);
@@ -129,7 +117,7 @@ static bool banned_addr(struct moat_bans *b, const char *text)
 {
 	struct sockaddr_storage ss;
 
-	CHECK(sockaddr_of(text, &ss));
+	FZ_ASSERT(sockaddr_of(text, &ss));
 	return moat_bans_check_addr(b, (const struct sockaddr *)&ss, NOW_MS, NULL);
 }
 
@@ -139,19 +127,19 @@ static void check_ban(struct moat_bans *b, const struct moat_ban_info *info, siz
 	struct sockaddr_storage ss;
 	size_t n = strlen(info->key);
 
-	CHECK(n > 0 && info->kind <= MOAT_BAN_USERNAME);
-	CHECK(strchr(info->key, ' ') == NULL);
-	CHECK(info->until_ms == 0 || info->until_ms > NOW_MS);
-	CHECK(moat_bans_add(b, info->kind, info->key, info->until_ms, info->reason) == 0);
-	CHECK(moat_bans_count(b, NOW_MS) == count);
+	FZ_ASSERT(n > 0 && info->kind <= MOAT_BAN_USERNAME);
+	FZ_ASSERT(strchr(info->key, ' ') == NULL);
+	FZ_ASSERT(info->until_ms == 0 || info->until_ms > NOW_MS);
+	FZ_ASSERT(moat_bans_add(b, info->kind, info->key, info->until_ms, info->reason) == 0);
+	FZ_ASSERT(moat_bans_count(b, NOW_MS) == count);
 	if (info->kind != MOAT_BAN_ADDR) {
-		CHECK(moat_bans_check_name(b, info->kind, info->key, n, NOW_MS, &got));
-		CHECK(strcmp(got.key, info->key) == 0 && got.until_ms == info->until_ms);
-		CHECK(!moat_bans_allowed_name(b, info->kind, info->key, n));
+		FZ_ASSERT(moat_bans_check_name(b, info->kind, info->key, n, NOW_MS, &got));
+		FZ_ASSERT(strcmp(got.key, info->key) == 0 && got.until_ms == info->until_ms);
+		FZ_ASSERT(!moat_bans_allowed_name(b, info->kind, info->key, n));
 		return;
 	}
-	CHECK(sockaddr_of(info->key, &ss));
-	CHECK(moat_bans_check_addr(b, (const struct sockaddr *)&ss, NOW_MS, NULL) !=
+	FZ_ASSERT(sockaddr_of(info->key, &ss));
+	FZ_ASSERT(moat_bans_check_addr(b, (const struct sockaddr *)&ss, NOW_MS, NULL) !=
 	      moat_bans_allowed_addr(b, (const struct sockaddr *)&ss));
 }
 
@@ -165,10 +153,10 @@ static void check_probes(struct moat_bans *b)
 
 	for (i = 0; i < sizeof(v4) / sizeof(v4[0]); i++) {
 		snprintf(mapped, sizeof(mapped), "::ffff:%s", v4[i]);
-		CHECK(banned_addr(b, v4[i]) == banned_addr(b, mapped));
+		FZ_ASSERT(banned_addr(b, v4[i]) == banned_addr(b, mapped));
 	}
-	CHECK(!banned_addr(b, "10.1.2.3") && !banned_addr(b, "fd00::1"));
-	CHECK(!moat_bans_check_name(b, MOAT_BAN_USERNAME, "admin", 5, NOW_MS, NULL));
+	FZ_ASSERT(!banned_addr(b, "10.1.2.3") && !banned_addr(b, "fd00::1"));
+	FZ_ASSERT(!moat_bans_check_name(b, MOAT_BAN_USERNAME, "admin", 5, NOW_MS, NULL));
 	(void)banned_addr(b, "2001:db8::1");
 	(void)banned_addr(b, "::");
 	(void)moat_bans_check_name(b, MOAT_BAN_CLIENTID, "c1", 2, NOW_MS, NULL);
@@ -178,10 +166,10 @@ static struct moat_bans *fresh(void)
 {
 	struct moat_bans *b = moat_bans_new();
 
-	CHECK(b != NULL);
-	CHECK(moat_bans_allow(b, MOAT_BAN_ADDR, "10.0.0.0/8") == 0);
-	CHECK(moat_bans_allow(b, MOAT_BAN_ADDR, "fd00::/8") == 0);
-	CHECK(moat_bans_allow(b, MOAT_BAN_USERNAME, "admin") == 0);
+	FZ_ASSERT(b != NULL);
+	FZ_ASSERT(moat_bans_allow(b, MOAT_BAN_ADDR, "10.0.0.0/8") == 0);
+	FZ_ASSERT(moat_bans_allow(b, MOAT_BAN_ADDR, "fd00::/8") == 0);
+	FZ_ASSERT(moat_bans_allow(b, MOAT_BAN_USERNAME, "admin") == 0);
 	return b;
 }
 
@@ -189,10 +177,10 @@ static void check_message(const char *err, size_t len)
 {
 	size_t i;
 
-	CHECK(memchr(err, '\0', len) != NULL);
-	CHECK(strncmp(err, "fuzz.bans:", 10) == 0);
+	FZ_ASSERT(memchr(err, '\0', len) != NULL);
+	FZ_ASSERT(strncmp(err, "fuzz.bans:", 10) == 0);
 	for (i = 0; err[i]; i++)
-		CHECK((unsigned char)err[i] >= 0x20 && err[i] != 0x7f);
+		FZ_ASSERT((unsigned char)err[i] >= 0x20 && err[i] != 0x7f);
 }
 
 /* Writes l back as a file, parses it into a second table: the same listing. */
@@ -202,11 +190,11 @@ static void check_round_trip(const struct listing *l)
 	struct listing l2 = {0};
 	char *t1 = as_text(l), *t2, err[256];
 
-	CHECK(moat_bans_parse(c, t1, strlen(t1), "fuzz.bans", NOW_MS, WALL_S, err,
+	FZ_ASSERT(moat_bans_parse(c, t1, strlen(t1), "fuzz.bans", NOW_MS, WALL_S, err,
 			      sizeof(err)) == 0);
 	moat_bans_each(c, NOW_MS, collect, &l2);
 	t2 = as_text(&l2);
-	CHECK(strcmp(t1, t2) == 0);
+	FZ_ASSERT(strcmp(t1, t2) == 0);
 	free(t1);
 	free(t2);
 	free(l2.v);
@@ -224,24 +212,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memset(err, 0x55, sizeof(err));
 	rc = moat_bans_parse(b, (const char *)data, size, "fuzz.bans", NOW_MS, WALL_S, err,
 			     sizeof(err));
-	CHECK(rc == 0 || rc == MOAT_ECONFIG || rc == MOAT_ENOMEM);
+	FZ_ASSERT(rc == 0 || rc == MOAT_ECONFIG || rc == MOAT_ENOMEM);
 	if (rc != 0) {
 		check_message(err, sizeof(err));
-		CHECK(moat_bans_count(b, NOW_MS) == 0);
+		FZ_ASSERT(moat_bans_count(b, NOW_MS) == 0);
 		moat_bans_free(b);
 		return 0;
 	}
 	for (i = 0; i < size; i++)
 		lines += data[i] == '\n';
 	moat_bans_each(b, NOW_MS, collect, &l);
-	CHECK(l.n == moat_bans_count(b, NOW_MS) && l.n <= lines);
+	FZ_ASSERT(l.n == moat_bans_count(b, NOW_MS) && l.n <= lines);
 	for (i = 0; i < l.n; i++)
 		check_ban(b, &l.v[i], l.n);
 	check_probes(b);
 	check_round_trip(&l);
 	for (i = 0; i < l.n; i++)
-		CHECK(moat_bans_remove(b, l.v[i].kind, l.v[i].key) == 0);
-	CHECK(moat_bans_count(b, NOW_MS) == 0);
+		FZ_ASSERT(moat_bans_remove(b, l.v[i].kind, l.v[i].key) == 0);
+	FZ_ASSERT(moat_bans_count(b, NOW_MS) == 0);
 	free(l.v);
 	moat_bans_free(b);
 	return 0;

@@ -31,19 +31,7 @@
 #include "core/error.h"
 #include "core/utf8.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static void check_fail(const char *what, int line)
-{
-	fprintf(stderr, "FUZZ CHECK FAILED: %s (fuzz_config.c:%d)\n", what, line);
-	abort();
-}
-
-#define CHECK(cond)                                      \
-	do {                                             \
-		if (!(cond))                             \
-			check_fail(#cond, __LINE__);     \
-	} while (0)
+#include "fuzz_common.h"
 
 static bool valid_code(int rc)
 {
@@ -55,16 +43,16 @@ static void check_message(const char *err, size_t len)
 {
 	size_t i;
 
-	CHECK(memchr(err, '\0', len) != NULL);
-	CHECK(err[0] != '\0');
+	FZ_ASSERT(memchr(err, '\0', len) != NULL);
+	FZ_ASSERT(err[0] != '\0');
 	for (i = 0; err[i]; i++)
-		CHECK((unsigned char)err[i] >= 0x20 && err[i] != 0x7f);
+		FZ_ASSERT((unsigned char)err[i] >= 0x20 && err[i] != 0x7f);
 }
 
 static void check_text(const char *s)
 {
 	if (s)
-		CHECK(moat_utf8_check((const uint8_t *)s, strlen(s), 0) == MOAT_UTF8_OK);
+		FZ_ASSERT(moat_utf8_check((const uint8_t *)s, strlen(s), 0) == MOAT_UTF8_OK);
 }
 
 static bool same(const char *a, const char *b)
@@ -74,16 +62,16 @@ static bool same(const char *a, const char *b)
 
 static void check_listener(const struct moat_listener_conf *l)
 {
-	CHECK(l->protocol == MOAT_PROTO_MQTT || l->protocol == MOAT_PROTO_WEBSOCKETS);
-	CHECK(l->socket_domain == MOAT_DOMAIN_ANY || l->socket_domain == MOAT_DOMAIN_IPV4 ||
+	FZ_ASSERT(l->protocol == MOAT_PROTO_MQTT || l->protocol == MOAT_PROTO_WEBSOCKETS);
+	FZ_ASSERT(l->socket_domain == MOAT_DOMAIN_ANY || l->socket_domain == MOAT_DOMAIN_IPV4 ||
 	      l->socket_domain == MOAT_DOMAIN_IPV6);
-	CHECK(l->max_connections >= -1);
+	FZ_ASSERT(l->max_connections >= -1);
 	/* -1 (unset) survives the read: the broker resolves it per bind address. */
-	CHECK(l->allow_anonymous >= -1 && l->allow_anonymous <= 1);
+	FZ_ASSERT(l->allow_anonymous >= -1 && l->allow_anonymous <= 1);
 	check_text(l->address);
 	check_text(l->mount_point);
 	if (l->mount_point)
-		CHECK(!strpbrk(l->mount_point, "+#"));
+		FZ_ASSERT(!strpbrk(l->mount_point, "+#"));
 }
 
 /* The promises of an accepted config; parsed: every listener came from a line. */
@@ -91,33 +79,33 @@ static void check_config(const struct moat_config *c, bool parsed)
 {
 	int i, j;
 
-	CHECK(c->n_listeners >= 0 && c->n_listeners <= MOAT_CONFIG_MAX_LISTENERS);
+	FZ_ASSERT(c->n_listeners >= 0 && c->n_listeners <= MOAT_CONFIG_MAX_LISTENERS);
 	check_listener(&c->defaults);
-	CHECK(c->defaults.address == NULL && c->defaults.file == NULL);
+	FZ_ASSERT(c->defaults.address == NULL && c->defaults.file == NULL);
 	for (i = 0; i < c->n_listeners; i++) {
 		const struct moat_listener_conf *l = &c->listeners[i];
 		check_listener(l);
-		CHECK(l->port != 0 || l->address != NULL);
+		FZ_ASSERT(l->port != 0 || l->address != NULL);
 		if (parsed)
-			CHECK(l->file != NULL && l->line > 0);
+			FZ_ASSERT(l->file != NULL && l->line > 0);
 		for (j = 0; j < i; j++)
-			CHECK(c->listeners[j].port != l->port ||
+			FZ_ASSERT(c->listeners[j].port != l->port ||
 			      !same(c->listeners[j].address, l->address));
 	}
-	CHECK(c->max_inflight_messages <= 65535);
-	CHECK(c->max_packet_size == 0 ||
+	FZ_ASSERT(c->max_inflight_messages <= 65535);
+	FZ_ASSERT(c->max_packet_size == 0 ||
 	      (c->max_packet_size >= 20 && c->max_packet_size <= 268435460));
-	CHECK(c->message_size_limit <= 268435455);
-	CHECK(c->max_keepalive >= 10);
-	CHECK(c->max_qos <= 2);
-	CHECK(c->persistent_client_expiration >= 0);
-	CHECK(c->sys_interval <= 65535);
-	CHECK(c->workers <= 256);
-	CHECK(c->connect_timeout >= 1 && c->connect_timeout <= 3600);
-	CHECK(c->preauth_max_packet_size >= 64 && c->preauth_max_packet_size <= 268435460);
-	CHECK((c->log_dest & ~0xFu) == 0);
-	CHECK((c->log_dest & MOAT_LOGDEST_FILE) == 0 || c->log_file != NULL);
-	CHECK((c->log_type & ~(unsigned)MOAT_LOG_ALL) == 0);
+	FZ_ASSERT(c->message_size_limit <= 268435455);
+	FZ_ASSERT(c->max_keepalive >= 10);
+	FZ_ASSERT(c->max_qos <= 2);
+	FZ_ASSERT(c->persistent_client_expiration >= 0);
+	FZ_ASSERT(c->sys_interval <= 65535);
+	FZ_ASSERT(c->workers <= 256);
+	FZ_ASSERT(c->connect_timeout >= 1 && c->connect_timeout <= 3600);
+	FZ_ASSERT(c->preauth_max_packet_size >= 64 && c->preauth_max_packet_size <= 268435460);
+	FZ_ASSERT((c->log_dest & ~0xFu) == 0);
+	FZ_ASSERT((c->log_dest & MOAT_LOGDEST_FILE) == 0 || c->log_file != NULL);
+	FZ_ASSERT((c->log_type & ~(unsigned)MOAT_LOG_ALL) == 0);
 	check_text(c->auto_id_prefix);
 	check_text(c->pid_file);
 	check_text(c->user);
@@ -128,12 +116,12 @@ static void check_config(const struct moat_config *c, bool parsed)
 /* A refused read left c as moat_config_defaults made it. */
 static void check_untouched(const struct moat_config *c)
 {
-	CHECK(c->n_listeners == 0);
-	CHECK(c->defaults.allow_anonymous == -1 && c->defaults.mount_point == NULL);
-	CHECK(c->max_qos == 2 && c->max_inflight_messages == 20 && c->workers == 0);
-	CHECK(c->pid_file == NULL && c->user == NULL && c->log_file == NULL);
-	CHECK(c->log_dest == MOAT_LOGDEST_STDERR);
-	CHECK(c->auto_id_prefix == NULL || strcmp(c->auto_id_prefix, "auto-") == 0);
+	FZ_ASSERT(c->n_listeners == 0);
+	FZ_ASSERT(c->defaults.allow_anonymous == -1 && c->defaults.mount_point == NULL);
+	FZ_ASSERT(c->max_qos == 2 && c->max_inflight_messages == 20 && c->workers == 0);
+	FZ_ASSERT(c->pid_file == NULL && c->user == NULL && c->log_file == NULL);
+	FZ_ASSERT(c->log_dest == MOAT_LOGDEST_STDERR);
+	FZ_ASSERT(c->auto_id_prefix == NULL || strcmp(c->auto_id_prefix, "auto-") == 0);
 }
 
 static void check_reload(const struct moat_config *fresh)
@@ -143,11 +131,11 @@ static void check_reload(const struct moat_config *fresh)
 	int n;
 
 	moat_config_defaults(&live);
-	CHECK(moat_config_add_default_listener(&live, 1883) == 0);
+	FZ_ASSERT(moat_config_add_default_listener(&live, 1883) == 0);
 	n = moat_config_apply_reload(&live, fresh, msg, sizeof(msg));
-	CHECK(n >= 0 || n == MOAT_ENOMEM);
-	CHECK(memchr(msg, '\0', sizeof(msg)) != NULL);
-	CHECK((n == 0) == (msg[0] == '\0') || n < 0);
+	FZ_ASSERT(n >= 0 || n == MOAT_ENOMEM);
+	FZ_ASSERT(memchr(msg, '\0', sizeof(msg)) != NULL);
+	FZ_ASSERT((n == 0) == (msg[0] == '\0') || n < 0);
 	check_config(&live, false);
 	moat_config_free(&live);
 }
@@ -161,7 +149,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	moat_config_defaults(&c);
 	memset(err, 0x55, sizeof(err));
 	rc = moat_config_parse_mem(&c, (const char *)data, size, "fuzz.conf", err, sizeof(err));
-	CHECK(valid_code(rc));
+	FZ_ASSERT(valid_code(rc));
 	if (rc != 0) {
 		check_message(err, sizeof(err));
 		check_untouched(&c);
@@ -170,7 +158,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		check_reload(&c);
 		rc = moat_config_parse_mem(&c, (const char *)data, size, "again.conf", err,
 					   sizeof(err));
-		CHECK(valid_code(rc));
+		FZ_ASSERT(valid_code(rc));
 		if (rc == 0)
 			check_config(&c, true);
 		else

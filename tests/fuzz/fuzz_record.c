@@ -2,7 +2,7 @@
  * fuzz_record.c - libFuzzer target: the store's record decoders
  * (src/store/record.c).
  *
- * The first byte picks the decoder (message, session, delivery); the rest
+ * The first byte picks the decoder (message, session, delivery, will, device); the rest
  * is the record. Checked:
  *   - the result is 0, MOAT_EMALFORMED or MOAT_EVERSION;
  *   - every slice of an accepted record lies inside the input;
@@ -18,20 +18,11 @@
 #include "core/error.h"
 #include "store/record.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond)                                                                    \
-	do {                                                                           \
-		if (!(cond)) {                                                         \
-			fprintf(stderr, "FUZZ CHECK FAILED: %s (fuzz_record.c:%d)\n", #cond, \
-				__LINE__);                                             \
-			abort();                                                       \
-		}                                                                      \
-	} while (0)
+#include "fuzz_common.h"
 
 static void inside(const uint8_t *in, size_t n, const uint8_t *p, size_t len)
 {
-	CHECK(len == 0 || (p >= in && p + len <= in + n));
+	FZ_ASSERT(len == 0 || (p >= in && p + len <= in + n));
 }
 
 static void check_msg(const uint8_t *in, size_t n, const struct moat_rec_msg *m)
@@ -39,14 +30,14 @@ static void check_msg(const uint8_t *in, size_t n, const struct moat_rec_msg *m)
 	inside(in, n, m->topic, m->topic_len);
 	inside(in, n, m->props, m->props_len);
 	inside(in, n, m->payload, m->payload_len);
-	CHECK(m->qos <= 2);
+	FZ_ASSERT(m->qos <= 2);
 }
 
 static void same(const uint8_t *in, size_t n, size_t size, uint8_t *out, size_t len)
 {
-	CHECK(size == n);
-	CHECK(len == n);
-	CHECK(memcmp(out, in, n) == 0);
+	FZ_ASSERT(size == n);
+	FZ_ASSERT(len == n);
+	FZ_ASSERT(memcmp(out, in, n) == 0);
 	free(out);
 }
 
@@ -58,7 +49,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (size == 0)
 		return 0;
-	switch (data[0] % 3) {
+	switch (data[0] % 5) {
 	case 0: {
 		struct moat_rec_msg m;
 		rc = moat_rec_msg_decode(in, n, &m);
@@ -82,12 +73,37 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				inside(in, n, subs[k].filter, subs[k].filter_len);
 				k++;
 			}
-			CHECK(k == s.nsubs && pos == s.subs_len);
-			CHECK(moat_rec_sub_next(&s, &pos, &subs[0]) == 0);
+			FZ_ASSERT(k == s.nsubs && pos == s.subs_len);
+			FZ_ASSERT(moat_rec_sub_next(&s, &pos, &subs[0]) == 0);
 			uint8_t *out = malloc(n);
 			same(in, n, moat_rec_session_size(&s, subs), out,
 			     moat_rec_session_encode(&s, subs, out));
 			free(subs);
+		}
+		break;
+	}
+	case 3: {
+		struct moat_rec_will v;
+		rc = moat_rec_will_decode(in, n, &v);
+		if (rc == 0) {
+			check_msg(in, n, &v.msg);
+			FZ_ASSERT(v.due_wall_ms > 0);
+			uint8_t *out = malloc(n);
+			same(in, n, moat_rec_will_size(&v), out, moat_rec_will_encode(&v, out));
+		}
+		break;
+	}
+	case 4: {
+		struct moat_rec_device v;
+		rc = moat_rec_device_decode(in, n, &v);
+		if (rc == 0) {
+			inside(in, n, v.client_id.p, v.client_id.n);
+			for (int i = 0; i < v.naddrs; i++)
+				inside(in, n, v.addrs[i].p, v.addrs[i].n);
+			for (int i = 0; i < v.nprops; i++)
+				inside(in, n, v.props[i].p, v.props[i].n);
+			uint8_t *out = malloc(n);
+			same(in, n, moat_rec_device_size(&v), out, moat_rec_device_encode(&v, out));
 		}
 		break;
 	}
@@ -100,7 +116,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			inside(in, n, d.subids, 4 * (size_t)d.nsubids);
 			for (uint16_t i = 0; i < d.nsubids; i++) {
 				ids[i] = moat_rec_subid(&d, i);
-				CHECK(ids[i] >= 1 && ids[i] <= 268435455);
+				FZ_ASSERT(ids[i] >= 1 && ids[i] <= 268435455);
 			}
 			uint8_t *out = malloc(n);
 			same(in, n, moat_rec_delivery_size(&d), out,
@@ -110,6 +126,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		break;
 	}
 	}
-	CHECK(rc == 0 || rc == MOAT_EMALFORMED || rc == MOAT_EVERSION);
+	FZ_ASSERT(rc == 0 || rc == MOAT_EMALFORMED || rc == MOAT_EVERSION);
 	return 0;
 }

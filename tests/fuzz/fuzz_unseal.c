@@ -25,19 +25,7 @@
 #include "core/error.h"
 #include "store/seal.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static void check_fail(const char *what, int line)
-{
-	fprintf(stderr, "FUZZ CHECK FAILED: %s (fuzz_unseal.c:%d)\n", what, line);
-	abort();
-}
-
-#define CHECK(cond)                                      \
-	do {                                             \
-		if (!(cond))                             \
-			check_fail(#cond, __LINE__);     \
-	} while (0)
+#include "fuzz_common.h"
 
 #define AAD "fuzz\0row"
 #define AAD_LEN (sizeof(AAD) - 1)
@@ -58,7 +46,7 @@ static void init(void)
 	key_a = moat_seal_new(key);
 	key[31] ^= 1;
 	key_b = moat_seal_new(key);
-	CHECK(key_a && key_b);
+	FZ_ASSERT(key_a && key_b);
 }
 
 /* An exactly-sized heap copy (malloc(0) aside), so ASan sees any access past n. */
@@ -66,7 +54,7 @@ static uint8_t *dup_exact(const uint8_t *p, size_t n)
 {
 	uint8_t *q = malloc(n ? n : 1);
 
-	CHECK(q != NULL);
+	FZ_ASSERT(q != NULL);
 	if (n)
 		memcpy(q, p, n);
 	return q;
@@ -80,19 +68,19 @@ static int open_as(const struct moat_seal *s, const char *aad, size_t aad_len, c
 	int rc;
 
 	*out = malloc(cap ? cap : 1);
-	CHECK(*out != NULL);
+	FZ_ASSERT(*out != NULL);
 	memset(*out, 0xaa, cap);
 	*out_len = OUT_CANARY;
 	rc = moat_unseal(s, aad, aad_len, in, n, *out, out_len);
-	CHECK(rc == 0 || rc == MOAT_EVERSION || rc == MOAT_EMALFORMED);
-	CHECK((rc == MOAT_EVERSION) == (n > 0 && in[0] != MOAT_SEAL_VERSION));
+	FZ_ASSERT(rc == 0 || rc == MOAT_EVERSION || rc == MOAT_EMALFORMED);
+	FZ_ASSERT((rc == MOAT_EVERSION) == (n > 0 && in[0] != MOAT_SEAL_VERSION));
 	if (rc == 0) {
-		CHECK(n >= MOAT_SEAL_OVERHEAD && *out_len == cap);
+		FZ_ASSERT(n >= MOAT_SEAL_OVERHEAD && *out_len == cap);
 		return 0;
 	}
-	CHECK(*out_len == OUT_CANARY);
+	FZ_ASSERT(*out_len == OUT_CANARY);
 	for (i = 0; i < cap; i++)
-		CHECK((*out)[i] == 0);
+		FZ_ASSERT((*out)[i] == 0);
 	return rc;
 }
 
@@ -102,7 +90,7 @@ static void check_refused(const struct moat_seal *s, const char *aad, size_t aad
 	uint8_t *out;
 	size_t len;
 
-	CHECK(open_as(s, aad, aad_len, in, n, &out, &len) != 0);
+	FZ_ASSERT(open_as(s, aad, aad_len, in, n, &out, &len) != 0);
 	free(out);
 }
 
@@ -113,8 +101,8 @@ static void fuzz_open(const uint8_t *data, size_t size)
 	size_t len, len2;
 
 	if (open_as(key_a, AAD, AAD_LEN, in, size, &out, &len) == 0) {
-		CHECK(open_as(key_a, AAD, AAD_LEN, in, size, &again, &len2) == 0);
-		CHECK(len == len2 && (len == 0 || memcmp(out, again, len) == 0));
+		FZ_ASSERT(open_as(key_a, AAD, AAD_LEN, in, size, &again, &len2) == 0);
+		FZ_ASSERT(len == len2 && (len == 0 || memcmp(out, again, len) == 0));
 		free(again);
 		check_refused(key_a, "fuzz\0rox", AAD_LEN, in, size);
 		check_refused(key_b, AAD, AAD_LEN, in, size);
@@ -129,11 +117,11 @@ static void fuzz_seal(const uint8_t *data, size_t size)
 	size_t n = moat_seal_size(size), len;
 	uint8_t *plain = dup_exact(data, size), *sealed = malloc(n), *out;
 
-	CHECK(sealed != NULL);
-	CHECK(moat_seal(key_a, AAD, AAD_LEN, size ? plain : NULL, size, sealed) == 0);
-	CHECK(sealed[0] == MOAT_SEAL_VERSION);
-	CHECK(open_as(key_a, AAD, AAD_LEN, sealed, n, &out, &len) == 0);
-	CHECK(len == size && (size == 0 || memcmp(out, data, size) == 0));
+	FZ_ASSERT(sealed != NULL);
+	FZ_ASSERT(moat_seal(key_a, AAD, AAD_LEN, size ? plain : NULL, size, sealed) == 0);
+	FZ_ASSERT(sealed[0] == MOAT_SEAL_VERSION);
+	FZ_ASSERT(open_as(key_a, AAD, AAD_LEN, sealed, n, &out, &len) == 0);
+	FZ_ASSERT(len == size && (size == 0 || memcmp(out, data, size) == 0));
 	free(out);
 	check_refused(key_a, AAD, AAD_LEN - 1, sealed, n);
 	check_refused(key_b, AAD, AAD_LEN, sealed, n);

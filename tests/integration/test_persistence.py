@@ -42,6 +42,12 @@ class Durable:
         self.b = Broker(config="persistence true\npersistence_location %s\n"
                                "persistence_key_file %s\n%s" % (self.dir, self.key, extra))
         self.port = self.b.port
+        self.loaded(0)
+
+    def loaded(self, before):
+        """Waits for the store to be loaded: the MQTT port listens a moment before."""
+        assert wait_for(lambda: self.b.output().count("store_loaded") > before, 15), \
+            self.b.output()[-3000:]
 
     def kill(self):
         self.b.proc.kill()
@@ -49,7 +55,9 @@ class Durable:
         self.b.log.close()
 
     def restart(self):
+        before = self.b.output().count("store_loaded")
         self.b.start()
+        self.loaded(before)
 
     def stop(self):
         rc = self.b.stop()
@@ -70,6 +78,24 @@ def durable(tmp_path):
     for d in made:
         if d.b.proc.poll() is None:
             d.stop()
+
+
+def settled(d, timeout=20):
+    """Waits until the store has taken every write and commits no more (moat ctl status):
+    a machine under load may take a while, and a kill -9 must come after."""
+    import json
+    sock = os.path.join(d.dir, "admin.sock")
+    last, same = None, 0
+    deadline = time.time() + timeout
+    while time.time() < deadline and same < 3:
+        r = subprocess.run([MOAT, "ctl", "-s", sock, "--json", "status"], capture_output=True,
+                           text=True)
+        st = json.loads(r.stdout)["store"] if r.returncode == 0 else None
+        now = st and (st["writes"], st["commits"], st["backlog"])
+        same = same + 1 if now and now == last and st["backlog"] == 0 else 0
+        last = now
+        time.sleep(0.1)
+    assert same >= 3, "the store did not settle: %r" % (last,)
 
 
 def client(port, cid, version=4, persistent=True, **kw):
@@ -162,14 +188,14 @@ def test_expired_session_is_not_restored(durable):
     from paho.mqtt.packettypes import PacketTypes
     c = mqtt.Client(client_id="short", protocol=mqtt.MQTTv5)
     props = Properties(PacketTypes.CONNECT)
-    props.SessionExpiryInterval = 1
+    props.SessionExpiryInterval = 5  # long enough to settle and kill before it expires
     c.connect("127.0.0.1", d.port, clean_start=False, properties=props)
     c.loop_start()
     subscribe(c, "x/#", 1)
     stop(c)
-    time.sleep(0.5)  # the broker writes down when it went offline
+    settled(d)  # the broker wrote down when it went offline
     d.kill()
-    time.sleep(1.5)  # its expiry passes while the broker is down
+    time.sleep(5.5)  # its expiry passes while the broker is down
     d.restart()
     assert wait_for(lambda: "store_loaded" in d.b.output(), 5)
     line = [ln for ln in d.b.output().splitlines() if "store_loaded" in ln][-1]
@@ -257,7 +283,8 @@ def test_no_plaintext_on_disk(durable):
     pub.publish("r/" + MARK, ("retained-" + MARK).encode(), qos=1, retain=True).wait_for_publish(5)
     stop(pub)
     time.sleep(0.3)
-    files = [os.path.join(d.dir, f) for f in os.listdir(d.dir)]
+    files = [os.path.join(d.dir, f) for f in os.listdir(d.dir)
+             if not f.endswith(".sock")]  # the admin socket lives there too
     assert any(f.endswith("moat.db") for f in files)
     for f in files:
         data = open(f, "rb").read()
@@ -326,3 +353,50 @@ def test_store_keygen_never_overwrites(tmp_path):
     r = subprocess.run([MOAT, "store", "keygen", k], capture_output=True, text=True)
     assert r.returncode == 1 and open(k).read() == before
     assert len(before.strip()) == 64 and oct(os.stat(k).st_mode & 0o777) == "0o600"
+
+
+def test_delayed_will_survives_sigkill(durable):
+    """A delayed will waiting when moatd dies is published after the restart, once; a
+    client that comes back in time (after the restart) cancels it [MQTT-3.1.3-9]."""
+    import socket
+    from moatlib import Raw, connect5_packet, props
+    d = durable()
+    watcher = client(d.port, "watcher", 4)
+    subscribe(watcher, "wills/#", 1)
+    stop(watcher)
+
+    def die_with_will(cid, delay):
+        s = socket.create_connection(("127.0.0.1", d.port), timeout=5)
+        s.sendall(connect5_packet(cid, clean=False, props=props(session_expiry=3600),
+                                  will=("wills/" + cid, "gone-" + cid, 1, False),
+                                  will_props=props(will_delay=delay)))
+        assert s.recv(64)[0] == 0x20
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\0\0\0\0\0\0\0")
+        s.close()  # RST: no DISCONNECT, the will is armed
+
+    die_with_will("dev-a", 3)
+    die_with_will("dev-b", 3)
+    time.sleep(0.5)
+    d.kill()
+    d.restart()
+    assert "wills=2" in d.b.output()
+    # dev-b comes back before its delay: its will is cancelled, for good
+    back = Raw(d.port)
+    back.send(connect5_packet("dev-b", clean=False,
+                                      props=props(session_expiry=3600)))
+    assert back.recv_packet()[0] == 0x20
+    watcher = client(d.port, "watcher", 4)
+    assert wait_for(lambda: b"gone-dev-a" in payloads(watcher), timeout=8)
+    time.sleep(1.0)
+    assert payloads(watcher).count(b"gone-dev-a") == 1
+    assert b"gone-dev-b" not in payloads(watcher)
+    stop(watcher)
+    back.close()
+    # the published will is gone from the store: a second restart does not repeat it
+    d.stop()
+    d.restart()
+    assert "wills=0" in d.b.output().split("store_loaded")[-1].split("\n")[0]
+    watcher = client(d.port, "watcher", 4)
+    time.sleep(1.0)
+    assert b"gone-dev-a" not in payloads(watcher)
+    stop(watcher)

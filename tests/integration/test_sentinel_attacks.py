@@ -426,14 +426,8 @@ def test_bans_survive_a_restart(scene):
     _restored_ban_ends(scene, ban, step, by)
 
 
-def test_bans_survive_a_crash(scene):
-    """SIGKILL: the ban must have reached the file while the broker ran, and holds (until its
-    end) after the restart."""
-    step = 10
-    bans, by, ban = _ban_attacker_by_brute_force(scene, step)
-    assert wait_for(lambda: _bans_file_has(bans, ATTACKER), 6.5, 0.1), \
-        "the ban did not reach the bans file in 6.5 s"
-    by.check(min_sent=1)
+def _crash_then_ban_holds(scene, ban, step):
+    """SIGKILL, restart: the ban is in force at once, and still ends on time."""
     scene.b.proc.kill()
     scene.b.proc.wait()
     scene.b.log.close()
@@ -442,6 +436,39 @@ def test_bans_survive_a_crash(scene):
     assert time.time() < wall(ban["ts"]) + step - 1, "too slow to check the ban in force"
     assert closed_at_accept(scene.port, ATTACKER)
     _restored_ban_ends(scene, ban, step, scene.bystander())
+
+
+def test_bans_survive_a_crash(scene):
+    """SIGKILL: the ban must have reached the file while the broker ran, and holds (until its
+    end) after the restart."""
+    step = 10
+    bans, by, ban = _ban_attacker_by_brute_force(scene, step)
+    assert wait_for(lambda: _bans_file_has(bans, ATTACKER), 6.5, 0.1), \
+        "the ban did not reach the bans file in 6.5 s"
+    by.check(min_sent=1)
+    _crash_then_ban_holds(scene, ban, step)
+
+
+def test_bans_survive_a_crash_in_the_store(scene):
+    """persistence true and no bans_file: the ban is kept in the encrypted store (the
+    attacker's address is not in its files in the clear) and holds after SIGKILL."""
+    import subprocess
+    from moatlib import MOAT
+    step = 12
+    key = str(scene.tmp / "store.key")
+    assert subprocess.run([MOAT, "store", "keygen", key], capture_output=True).returncode == 0
+    store = scene.tmp / "store"
+    _, by = scene.begin("persistence true\npersistence_location %s\npersistence_key_file %s\n"
+                        "sentinel_auth_fail_addr 3 60 ban\nsentinel_ban_steps %d\n"
+                        % (store, key, step), watch=False, users=ALICE)
+    scene.guess(3)
+    ban = sentenced(scene, None, "auth_fail_addr: 3 in 60 s by address -> ban", step)
+    time.sleep(6)  # the main loop saves bans and the audit head within 5 s
+    by.check(min_sent=1)
+    for f in store.iterdir():
+        if f.suffix != ".sock":  # the admin socket lives there too
+            assert ATTACKER.encode() not in f.read_bytes(), f
+    _crash_then_ban_holds(scene, ban, step)
 
 
 # ---- a device that keeps retrying through its ban ----

@@ -1452,3 +1452,26 @@ def test_tls_and_plain_listeners(make_broker, pki):
     assert read_to_eof(s)[0]
     s.close()
     assert attempt(plain, client_ctx(pki), 4)[0] == "refused"
+
+
+def test_tls_burst_then_silence_loses_nothing(shared, pki):
+    """A TLS publisher sends a burst of QoS 0 messages in one go and then goes quiet. What
+    the broker's TLS layer has already decrypted raises no socket event: it must still be
+    read (a bug lost the tail of such bursts). The subscriber gets every message."""
+    from moatlib import connect_packet, publish_packet
+    topic = uniq("burst")
+    sub = paho(shared.port, {"ca_certs": pki.ca}, version=4)
+    sub.connect()
+    assert sub.subscribe(topic, 0) == [0]
+    n = 20000
+    for round_ in range(3):
+        raw = socket.create_connection(("127.0.0.1", shared.port), timeout=10)
+        tls = client_ctx(pki).wrap_socket(raw, server_hostname="localhost")
+        tls.sendall(connect_packet(uniq("p"), 4))
+        tls.recv(4)
+        tls.sendall(b"".join(publish_packet(topic, b"%d" % i) for i in range(n)))
+        want = (round_ + 1) * n  # the publisher says nothing more
+        assert wait_for(lambda: len(sub.messages) >= want, 20), \
+            "round %d: %d of %d arrived" % (round_, len(sub.messages) - round_ * n, n)
+        tls.close()
+    sub.c.disconnect()

@@ -37,59 +37,9 @@
 
 #include "core/error.h"
 #include "security/acl.h"
+#include "fault_alloc.h"
 
 static char err[512];
-
-/*
- * Allocation failures. Outside AddressSanitizer builds (which own malloc),
- * the test replaces malloc, calloc and realloc, as glibc allows, by versions
- * that fail once a budget is spent.
- */
-#if defined(__SANITIZE_ADDRESS__)
-#define ALLOC_FAULTS 0
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define ALLOC_FAULTS 0
-#endif
-#endif
-#ifndef ALLOC_FAULTS
-#define ALLOC_FAULTS 1
-#endif
-
-static long alloc_budget = -1; /* allocations that may still succeed; -1 = no limit */
-
-#if ALLOC_FAULTS
-extern void *__libc_malloc(size_t n);
-extern void *__libc_calloc(size_t n, size_t size);
-extern void *__libc_realloc(void *p, size_t n);
-
-static int spend(void)
-{
-	if (alloc_budget < 0)
-		return 1;
-	if (alloc_budget == 0) {
-		errno = ENOMEM;
-		return 0;
-	}
-	alloc_budget--;
-	return 1;
-}
-
-void *malloc(size_t n)
-{
-	return spend() ? __libc_malloc(n) : NULL;
-}
-
-void *calloc(size_t n, size_t size)
-{
-	return spend() ? __libc_calloc(n, size) : NULL;
-}
-
-void *realloc(void *p, size_t n)
-{
-	return spend() ? __libc_realloc(p, n) : NULL;
-}
-#endif
 
 /* ---- helpers ---- */
 
@@ -135,6 +85,24 @@ static bool can(struct moat_acl_client *c, int access, const char *topic)
 #define R(c, t) can((c), MOAT_ACL_READ, (t))
 #define W(c, t) can((c), MOAT_ACL_WRITE, (t))
 #define S(c, t) can((c), MOAT_ACL_SUBSCRIBE, (t))
+
+/* A request and the answer it must get. */
+struct ask {
+	int access; /* MOAT_ACL_READ, _WRITE or _SUBSCRIBE */
+	const char *topic;
+	bool allow;
+};
+
+/* Asks c each request of asks, in order, failing on the first wrong answer. */
+static void expect(struct moat_acl_client *c, const struct ask *asks, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (can(c, asks[i].access, asks[i].topic) != asks[i].allow)
+			fail_msg("access %d to \"%s\": wanted %s", asks[i].access, asks[i].topic,
+				 asks[i].allow ? "allow" : "deny");
+}
 
 /* ---- Mosquitto's semantics ---- */
 
@@ -411,39 +379,42 @@ static void test_subscribe_coverage(void **state)
 				   "topic read e/\n"
 				   "topic deny a/secret/#\n");
 	struct moat_acl_client *c = bind3(a, NULL, "c", NULL);
+	static const struct ask asks[] = {
+		{MOAT_ACL_SUBSCRIBE, "a/+/b", true},
+		{MOAT_ACL_SUBSCRIBE, "a/#", true},
+		{MOAT_ACL_SUBSCRIBE, "a", true},
+		{MOAT_ACL_SUBSCRIBE, "a/x/+/#", true},
+		{MOAT_ACL_SUBSCRIBE, "b/+", true},
+		{MOAT_ACL_SUBSCRIBE, "b/x", true},
+		{MOAT_ACL_SUBSCRIBE, "b/#", false}, /* "b/+" does not cover "b/#" */
+		{MOAT_ACL_SUBSCRIBE, "b/x/y", false},
+		{MOAT_ACL_SUBSCRIBE, "b", false},
+		{MOAT_ACL_SUBSCRIBE, "#", false},
+		{MOAT_ACL_SUBSCRIBE, "+/#", false},
+		{MOAT_ACL_SUBSCRIBE, "$SYS/broker/+", true},
+		{MOAT_ACL_SUBSCRIBE, "$SYS/#", true},
+		{MOAT_ACL_SUBSCRIBE, "+/x", true}, /* "+/x" reaches no $-topic: covered */
+		{MOAT_ACL_SUBSCRIBE, "q/x", true},
+		{MOAT_ACL_SUBSCRIBE, "$q/x", false}, /* "+/x" does not cover a $-topic */
+		{MOAT_ACL_SUBSCRIBE, "w/y", false},  /* write-only */
+		{MOAT_ACL_SUBSCRIBE, "e/", true},
+		{MOAT_ACL_SUBSCRIBE, "e/+", false},
+		/* A deny covering the request wins; one merely overlapping it does not. */
+		{MOAT_ACL_SUBSCRIBE, "a/secret/+", false},
+		{MOAT_ACL_SUBSCRIBE, "a/secret", false},
+		{MOAT_ACL_SUBSCRIBE, "a/+", true},
+		{MOAT_ACL_READ, "a/secret/k", false}, /* the delivery check catches it */
+		/* "$share/GROUP/" is stripped; malformed filters are denied. */
+		{MOAT_ACL_SUBSCRIBE, "$share/g/a/+", true},
+		{MOAT_ACL_SUBSCRIBE, "$share/g/b/#", false},
+		{MOAT_ACL_SUBSCRIBE, "$share/g", false},
+		{MOAT_ACL_SUBSCRIBE, "a/#/b", false},
+		{MOAT_ACL_SUBSCRIBE, "a+", false},
+		{MOAT_ACL_SUBSCRIBE, "", false},
+	};
 
 	(void)state;
-	assert_true(S(c, "a/+/b"));
-	assert_true(S(c, "a/#"));
-	assert_true(S(c, "a"));
-	assert_true(S(c, "a/x/+/#"));
-	assert_true(S(c, "b/+"));
-	assert_true(S(c, "b/x"));
-	assert_false(S(c, "b/#")); /* "b/+" does not cover "b/#" */
-	assert_false(S(c, "b/x/y"));
-	assert_false(S(c, "b"));
-	assert_false(S(c, "#"));
-	assert_false(S(c, "+/#"));
-	assert_true(S(c, "$SYS/broker/+"));
-	assert_true(S(c, "$SYS/#"));
-	assert_true(S(c, "+/x")); /* "+/x" reaches no $-topic: covered */
-	assert_true(S(c, "q/x"));
-	assert_false(S(c, "$q/x")); /* "+/x" does not cover a $-topic */
-	assert_false(S(c, "w/y")); /* write-only */
-	assert_true(S(c, "e/"));
-	assert_false(S(c, "e/+"));
-	/* A deny covering the request wins; one merely overlapping it does not. */
-	assert_false(S(c, "a/secret/+"));
-	assert_false(S(c, "a/secret"));
-	assert_true(S(c, "a/+"));
-	assert_false(R(c, "a/secret/k")); /* the delivery check catches it */
-	/* "$share/GROUP/" is stripped; malformed filters are denied. */
-	assert_true(S(c, "$share/g/a/+"));
-	assert_false(S(c, "$share/g/b/#"));
-	assert_false(S(c, "$share/g"));
-	assert_false(S(c, "a/#/b"));
-	assert_false(S(c, "a+"));
-	assert_false(S(c, ""));
+	expect(c, asks, sizeof(asks) / sizeof(asks[0]));
 	moat_acl_client_free(c);
 	moat_acl_free(a);
 
@@ -468,13 +439,16 @@ static void test_dollar_topics(void **state)
 				   "topic readwrite +/y\n"
 				   "topic read $SYS/broker/#\n");
 	struct moat_acl_client *c = bind3(a, NULL, "c", NULL);
+	static const struct ask asks[] = {
+		{MOAT_ACL_WRITE, "x/y/z", true},
+		{MOAT_ACL_READ, "$SYS/x", false},
+		{MOAT_ACL_WRITE, "$x/y", false},
+		{MOAT_ACL_READ, "$SYS/broker/load", true},
+		{MOAT_ACL_WRITE, "$SYS/broker/load", false},
+	};
 
 	(void)state;
-	assert_true(W(c, "x/y/z"));
-	assert_false(R(c, "$SYS/x"));
-	assert_false(W(c, "$x/y"));
-	assert_true(R(c, "$SYS/broker/load"));
-	assert_false(W(c, "$SYS/broker/load"));
+	expect(c, asks, sizeof(asks) / sizeof(asks[0]));
 	moat_acl_client_free(c);
 	moat_acl_free(a);
 }
@@ -720,18 +694,20 @@ static void test_cache_basics(void **state)
 {
 	struct moat_acl *a = parse("topic read r\ntopic write w\n");
 	struct moat_acl_client *c = bind3(a, NULL, "c", NULL);
+	static const struct ask asks[] = {
+		{MOAT_ACL_READ, "r", true},
+		{MOAT_ACL_WRITE, "r", false},
+		{MOAT_ACL_SUBSCRIBE, "r", true},
+		{MOAT_ACL_WRITE, "w", true},
+		{MOAT_ACL_READ, "w", false},
+		{MOAT_ACL_SUBSCRIBE, "w", false},
+	};
 	int i;
 
 	(void)state;
 	moat_acl_free(a); /* the view keeps no pointer into it */
-	for (i = 0; i < 3; i++) {
-		assert_true(R(c, "r"));
-		assert_false(W(c, "r"));
-		assert_true(S(c, "r"));
-		assert_true(W(c, "w"));
-		assert_false(R(c, "w"));
-		assert_false(S(c, "w"));
-	}
+	for (i = 0; i < 3; i++)
+		expect(c, asks, sizeof(asks) / sizeof(asks[0]));
 	moat_acl_client_free(c);
 
 	/* Many topics, each asked with every access, twice: some share a slot. */

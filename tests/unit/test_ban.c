@@ -33,59 +33,9 @@
 
 #include "core/error.h"
 #include "security/ban.h"
+#include "fault_alloc.h"
 
 static char err[512];
-
-/*
- * Allocation failures. Outside AddressSanitizer and ThreadSanitizer builds
- * (which own malloc), the test replaces malloc, calloc and realloc, as glibc
- * allows, by versions that fail once a budget is spent.
- */
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define ALLOC_FAULTS 0
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define ALLOC_FAULTS 0
-#endif
-#endif
-#ifndef ALLOC_FAULTS
-#define ALLOC_FAULTS 1
-#endif
-
-static long alloc_budget = -1; /* allocations that may still succeed; -1 = no limit */
-
-#if ALLOC_FAULTS
-extern void *__libc_malloc(size_t n);
-extern void *__libc_calloc(size_t n, size_t size);
-extern void *__libc_realloc(void *p, size_t n);
-
-static int spend(void)
-{
-	if (alloc_budget < 0)
-		return 1;
-	if (alloc_budget == 0) {
-		errno = ENOMEM;
-		return 0;
-	}
-	alloc_budget--;
-	return 1;
-}
-
-void *malloc(size_t n)
-{
-	return spend() ? __libc_malloc(n) : NULL;
-}
-
-void *calloc(size_t n, size_t size)
-{
-	return spend() ? __libc_calloc(n, size) : NULL;
-}
-
-void *realloc(void *p, size_t n)
-{
-	return spend() ? __libc_realloc(p, n) : NULL;
-}
-#endif
 
 /* ---- helpers ---- */
 
@@ -144,6 +94,12 @@ static bool user_banned(struct moat_bans *b, const char *user, int64_t now)
 	return moat_bans_check_name(b, MOAT_BAN_USERNAME, user, strlen(user), now, NULL);
 }
 
+/* A ban's kind and key, for tables of keys expected refused. */
+struct kind_key {
+	enum moat_ban_kind kind;
+	const char *key;
+};
+
 static void add_ok(struct moat_bans *b, enum moat_ban_kind kind, const char *key, int64_t until)
 {
 	int rc = moat_bans_add(b, kind, key, until, "test");
@@ -196,62 +152,71 @@ static void write_file(const char *path, const char *text)
 
 /* ---- addresses ---- */
 
+/*
+ * An address ban and what the table holds once it is added (with the bans
+ * of the rows before it): the addresses in `in` banned, those in `out` not.
+ */
+struct prefix_case {
+	const char *ban;
+	const char *in[2];
+	const char *out[2];
+};
+
+/* Adds each row's ban in order (forever), checking the table after each. */
+static void check_prefixes(struct moat_bans *b, const struct prefix_case *rows, size_t n)
+{
+	size_t i, j;
+
+	for (i = 0; i < n; i++) {
+		add_ok(b, MOAT_BAN_ADDR, rows[i].ban, 0);
+		for (j = 0; j < 2 && rows[i].in[j]; j++)
+			if (!banned(b, rows[i].in[j], 1))
+				fail_msg("with %s: %s not banned", rows[i].ban, rows[i].in[j]);
+		for (j = 0; j < 2 && rows[i].out[j]; j++)
+			if (banned(b, rows[i].out[j], 1))
+				fail_msg("with %s: %s banned", rows[i].ban, rows[i].out[j]);
+	}
+}
+
 static void test_v4(void **state)
 {
+	static const struct prefix_case prefixes[] = {
+		{"192.0.2.7", {"192.0.2.7"}, {"192.0.2.8"}},
+		{"198.51.100.0/24", {"198.51.100.0", "198.51.100.255"}, {"198.51.101.0"}},
+		{"10.0.0.0/8", {"10.255.1.2"}, {"11.0.0.0"}},
+		/* IPv4 bans never touch IPv6 peers. */
+		{"203.0.113.9/32", {"203.0.113.9"}, {"203.0.113.8", "2001:db8::1"}},
+	};
+	static const struct prefix_case everything[] = {
+		{"0.0.0.0/0", {"1.2.3.4", "255.255.255.255"}, {"::1"}},
+	};
 	struct moat_bans *b = moat_bans_new();
 
 	(void)state;
-	add_ok(b, MOAT_BAN_ADDR, "192.0.2.7", 0);
-	assert_true(banned(b, "192.0.2.7", 1));
-	assert_false(banned(b, "192.0.2.8", 1));
-	add_ok(b, MOAT_BAN_ADDR, "198.51.100.0/24", 0);
-	assert_true(banned(b, "198.51.100.0", 1));
-	assert_true(banned(b, "198.51.100.255", 1));
-	assert_false(banned(b, "198.51.101.0", 1));
-	add_ok(b, MOAT_BAN_ADDR, "10.0.0.0/8", 0);
-	assert_true(banned(b, "10.255.1.2", 1));
-	assert_false(banned(b, "11.0.0.0", 1));
-	add_ok(b, MOAT_BAN_ADDR, "203.0.113.9/32", 0);
-	assert_true(banned(b, "203.0.113.9", 1));
-	assert_false(banned(b, "203.0.113.8", 1));
-	/* IPv4 bans never touch IPv6 peers. */
-	assert_false(banned(b, "2001:db8::1", 1));
+	check_prefixes(b, prefixes, sizeof(prefixes) / sizeof(prefixes[0]));
 	/* The most specific ban is the one reported. */
 	add_ok(b, MOAT_BAN_ADDR, "10.1.2.3", 0);
 	assert_string_equal(ban_key(b, "10.1.2.3", 1), "10.1.2.3");
 	assert_string_equal(ban_key(b, "10.1.2.4", 1), "10.0.0.0/8");
 	assert_int_equal(moat_bans_count(b, 1), 5);
-	add_ok(b, MOAT_BAN_ADDR, "0.0.0.0/0", 0);
-	assert_true(banned(b, "1.2.3.4", 1));
-	assert_true(banned(b, "255.255.255.255", 1));
-	assert_false(banned(b, "::1", 1));
+	check_prefixes(b, everything, 1);
 	moat_bans_free(b);
 }
 
 static void test_v6(void **state)
 {
+	static const struct prefix_case prefixes[] = {
+		{"2001:db8::7", {"2001:db8::7"}, {"2001:db8::8"}},
+		{"2001:db8:1::/48", {"2001:db8:1:ffff::1"}, {"2001:db8:2::1"}},
+		{"2001:db8:5:6::/64", {"2001:db8:5:6:ffff:ffff:ffff:ffff"}, {"2001:db8:5:7::"}},
+		{"2001:db8:9::9/128", {"2001:db8:9::9"}, {"2001:db8:9::8", "192.0.2.1"}},
+		/* ::/0 is IPv6 only: an IPv4-mapped peer is an IPv4 peer. */
+		{"::/0", {"fe80::1", "::1"}, {"::ffff:192.0.2.1", "192.0.2.1"}},
+	};
 	struct moat_bans *b = moat_bans_new();
 
 	(void)state;
-	add_ok(b, MOAT_BAN_ADDR, "2001:db8::7", 0);
-	assert_true(banned(b, "2001:db8::7", 1));
-	assert_false(banned(b, "2001:db8::8", 1));
-	add_ok(b, MOAT_BAN_ADDR, "2001:db8:1::/48", 0);
-	assert_true(banned(b, "2001:db8:1:ffff::1", 1));
-	assert_false(banned(b, "2001:db8:2::1", 1));
-	add_ok(b, MOAT_BAN_ADDR, "2001:db8:5:6::/64", 0);
-	assert_true(banned(b, "2001:db8:5:6:ffff:ffff:ffff:ffff", 1));
-	assert_false(banned(b, "2001:db8:5:7::", 1));
-	add_ok(b, MOAT_BAN_ADDR, "2001:db8:9::9/128", 0);
-	assert_true(banned(b, "2001:db8:9::9", 1));
-	assert_false(banned(b, "2001:db8:9::8", 1));
-	assert_false(banned(b, "192.0.2.1", 1));
-	add_ok(b, MOAT_BAN_ADDR, "::/0", 0);
-	assert_true(banned(b, "fe80::1", 1));
-	assert_true(banned(b, "::1", 1));
-	/* ::/0 is IPv6 only: an IPv4-mapped peer is an IPv4 peer. */
-	assert_false(banned(b, "::ffff:192.0.2.1", 1));
-	assert_false(banned(b, "192.0.2.1", 1));
+	check_prefixes(b, prefixes, sizeof(prefixes) / sizeof(prefixes[0]));
 	assert_string_equal(ban_key(b, "2001:db8:1::5", 1), "2001:db8:1::/48");
 	moat_bans_free(b);
 }
@@ -406,8 +371,13 @@ static void test_replace_keeps_later_end(void **state)
 
 static void test_names(void **state)
 {
+	static const struct kind_key bad[] = {
+		{MOAT_BAN_CLIENTID, ""},      {MOAT_BAN_CLIENTID, "a b"},   {MOAT_BAN_CLIENTID, "a\tb"},
+		{MOAT_BAN_USERNAME, "a\nb"}, {MOAT_BAN_USERNAME, "a\x7f"},
+	};
 	struct moat_bans *b = moat_bans_new();
 	char name[300];
+	size_t i;
 
 	(void)state;
 	add_ok(b, MOAT_BAN_CLIENTID, "sensor-1", 0);
@@ -423,11 +393,9 @@ static void test_names(void **state)
 	assert_false(moat_bans_check_name(b, MOAT_BAN_ADDR, "mallory", 7, 1, NULL));
 	assert_false(moat_bans_check_name(b, MOAT_BAN_USERNAME, NULL, 0, 1, NULL));
 	/* Names the bans file could not hold are refused. */
-	assert_int_equal(moat_bans_add(b, MOAT_BAN_CLIENTID, "", 0, NULL), MOAT_EINVAL);
-	assert_int_equal(moat_bans_add(b, MOAT_BAN_CLIENTID, "a b", 0, NULL), MOAT_EINVAL);
-	assert_int_equal(moat_bans_add(b, MOAT_BAN_CLIENTID, "a\tb", 0, NULL), MOAT_EINVAL);
-	assert_int_equal(moat_bans_add(b, MOAT_BAN_USERNAME, "a\nb", 0, NULL), MOAT_EINVAL);
-	assert_int_equal(moat_bans_add(b, MOAT_BAN_USERNAME, "a\x7f", 0, NULL), MOAT_EINVAL);
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		if (moat_bans_add(b, bad[i].kind, bad[i].key, 0, NULL) != MOAT_EINVAL)
+			fail_msg("accepted \"%s\"", bad[i].key);
 	memset(name, 'x', 256);
 	name[256] = '\0';
 	assert_int_equal(moat_bans_add(b, MOAT_BAN_USERNAME, name, 0, NULL), MOAT_EINVAL);
@@ -470,7 +438,17 @@ static void test_remove(void **state)
 
 static void test_allow_list(void **state)
 {
+	static const struct kind_key covered[] = {
+		{MOAT_BAN_ADDR, "10.1.2.3"},
+		{MOAT_BAN_ADDR, "10.1.0.0/16"},
+		{MOAT_BAN_ADDR, "10.0.0.0/8"},
+		{MOAT_BAN_ADDR, "::ffff:10.9.9.9"},
+		{MOAT_BAN_ADDR, "2001:db8:a:b::/64"},
+		{MOAT_BAN_USERNAME, "admin"},
+		{MOAT_BAN_CLIENTID, "ops-console"},
+	};
 	struct moat_bans *b = moat_bans_new();
+	size_t i;
 
 	(void)state;
 	assert_int_equal(moat_bans_allow(b, MOAT_BAN_ADDR, "10.0.0.0/8"), 0);
@@ -488,15 +466,9 @@ static void test_allow_list(void **state)
 	assert_false(moat_bans_allowed_name(b, MOAT_BAN_CLIENTID, "admin", 5));
 	assert_true(moat_bans_allowed_name(b, MOAT_BAN_CLIENTID, "ops-console", 11));
 	/* Bans the allow-list covers wholly are refused. */
-	assert_int_equal(moat_bans_add(b, MOAT_BAN_ADDR, "10.1.2.3", 0, NULL), MOAT_EDENIED);
-	assert_int_equal(moat_bans_add(b, MOAT_BAN_ADDR, "10.1.0.0/16", 0, NULL), MOAT_EDENIED);
-	assert_int_equal(moat_bans_add(b, MOAT_BAN_ADDR, "10.0.0.0/8", 0, NULL), MOAT_EDENIED);
-	assert_int_equal(moat_bans_add(b, MOAT_BAN_ADDR, "::ffff:10.9.9.9", 0, NULL), MOAT_EDENIED);
-	assert_int_equal(moat_bans_add(b, MOAT_BAN_ADDR, "2001:db8:a:b::/64", 0, NULL),
-			 MOAT_EDENIED);
-	assert_int_equal(moat_bans_add(b, MOAT_BAN_USERNAME, "admin", 0, NULL), MOAT_EDENIED);
-	assert_int_equal(moat_bans_add(b, MOAT_BAN_CLIENTID, "ops-console", 0, NULL),
-			 MOAT_EDENIED);
+	for (i = 0; i < sizeof(covered) / sizeof(covered[0]); i++)
+		if (moat_bans_add(b, covered[i].kind, covered[i].key, 0, NULL) != MOAT_EDENIED)
+			fail_msg("ban on allowed \"%s\" not refused", covered[i].key);
 	assert_int_equal(moat_bans_count(b, 1), 0);
 	/* A client id "admin" is not the user "admin". */
 	add_ok(b, MOAT_BAN_CLIENTID, "admin", 0);

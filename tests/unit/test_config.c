@@ -30,60 +30,9 @@
 
 #include "config/config.h"
 #include "core/error.h"
+#include "fault_alloc.h"
 
 static char err[1024];
-
-/*
- * Allocation failures. Outside AddressSanitizer builds (which own malloc),
- * the test replaces malloc, calloc and realloc, as glibc allows, by versions
- * that fail once a budget is spent; libc's own allocations (strdup, fopen,
- * opendir, realpath) go through them too.
- */
-#if defined(__SANITIZE_ADDRESS__)
-#define ALLOC_FAULTS 0
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define ALLOC_FAULTS 0
-#endif
-#endif
-#ifndef ALLOC_FAULTS
-#define ALLOC_FAULTS 1
-#endif
-
-static long alloc_budget = -1; /* allocations that may still succeed; -1 = no limit */
-
-#if ALLOC_FAULTS
-extern void *__libc_malloc(size_t n);
-extern void *__libc_calloc(size_t n, size_t size);
-extern void *__libc_realloc(void *p, size_t n);
-
-static int spend(void)
-{
-	if (alloc_budget < 0)
-		return 1;
-	if (alloc_budget == 0) {
-		errno = ENOMEM;
-		return 0;
-	}
-	alloc_budget--;
-	return 1;
-}
-
-void *malloc(size_t n)
-{
-	return spend() ? __libc_malloc(n) : NULL;
-}
-
-void *calloc(size_t n, size_t size)
-{
-	return spend() ? __libc_calloc(n, size) : NULL;
-}
-
-void *realloc(void *p, size_t n)
-{
-	return spend() ? __libc_realloc(p, n) : NULL;
-}
-#endif
 
 /* ---- helpers ---- */
 

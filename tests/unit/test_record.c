@@ -1,7 +1,7 @@
 /*
  * test_record.c - the store's record layouts (src/store/record.c).
  *
- * Checked: every kind round-trips, with and without its optional parts; the
+ * Checked: every kind (message, session, delivery, delayed will) round-trips, with and without its optional parts; the
  * size is the encoded length; every truncation and a byte left over are
  * refused; another kind or format version is MOAT_EVERSION; each value MQTT
  * would refuse (QoS 3, a wildcard in a topic, a bad filter, reserved option
@@ -278,6 +278,87 @@ static void test_delivery_round_trip_and_rules(void **state)
 	assert_int_equal(moat_rec_delivery_decode(buf, n, &got), MOAT_EVERSION);
 }
 
+static int dec_will(const uint8_t *in, size_t n, void *out)
+{
+	return moat_rec_will_decode(in, n, out);
+}
+
+static void test_will_round_trip_and_rules(void **state)
+{
+	struct moat_rec_will v = { .due_wall_ms = 1795400000999, .msg = sample_msg() }, got;
+	uint8_t buf[256];
+	size_t n;
+
+	(void)state;
+	n = moat_rec_will_size(&v);
+	assert_true(n > 0 && n <= sizeof(buf));
+	assert_int_equal(moat_rec_will_encode(&v, buf), n);
+	assert_int_equal(moat_rec_will_decode(buf, n, &got), 0);
+	assert_int_equal(got.due_wall_ms, 1795400000999);
+	assert_int_equal(got.msg.qos, 2);
+	assert_true(got.msg.retain);
+	assert_memory_equal(got.msg.topic, "plant/line1/temp", 16);
+	assert_memory_equal(got.msg.payload, "21.5\0binary", 11);
+	check_truncations(buf, n, dec_will, &got);
+	/* a will always has a time */
+	buf[2] = buf[3] = buf[4] = buf[5] = buf[6] = buf[7] = buf[8] = buf[9] = 0;
+	assert_int_equal(moat_rec_will_decode(buf, n, &got), MOAT_EMALFORMED);
+	v.due_wall_ms = 0;
+	assert_int_equal(moat_rec_will_size(&v), 0);
+	buf[0] = 'D';
+	assert_int_equal(moat_rec_will_decode(buf, n, &got), MOAT_EVERSION);
+}
+
+static int dec_device(const uint8_t *in, size_t n, void *out)
+{
+	return moat_rec_device_decode(in, n, out);
+}
+
+#define STR(x) { (const uint8_t *)(x), sizeof(x) - 1 }
+
+static void test_device_round_trip_and_rules(void **state)
+{
+	struct moat_rec_device d = {
+		.first_seen = 1795400000, .last_seen = 1795400100, .last_disconnect = 1795400050,
+		.connects = 7, .versions = 1 << 4 | 1 << 5, .method = STR("certificate"),
+		.client_id = STR("plc-7"), .username = STR("ops"),
+		.identity = STR("CN=plc-7,O=plant"), .naddrs = 2,
+		.addrs = { STR("192.0.2.7"), STR("2001:db8::7") }, .nprops = 2,
+		.props = { STR("model=X9"), STR("fw=1.2.3") },
+	}, got;
+	uint8_t buf[512];
+	size_t n;
+
+	(void)state;
+	n = moat_rec_device_size(&d);
+	assert_true(n > 0 && n <= sizeof(buf));
+	assert_int_equal(moat_rec_device_encode(&d, buf), n);
+	assert_int_equal(moat_rec_device_decode(buf, n, &got), 0);
+	assert_int_equal(got.connects, 7);
+	assert_int_equal(got.versions, d.versions);
+	assert_int_equal(got.naddrs, 2);
+	assert_memory_equal(got.addrs[1].p, "2001:db8::7", 11);
+	assert_int_equal(got.nprops, 2);
+	assert_memory_equal(got.props[1].p, "fw=1.2.3", 8);
+	assert_memory_equal(got.client_id.p, "plc-7", 5);
+	check_truncations(buf, n, dec_device, &got);
+	d.nprops = 9; /* too many */
+	assert_int_equal(moat_rec_device_size(&d), 0);
+	d.nprops = 1;
+	d.props[0] = (struct moat_rec_str)STR("no-equals-sign");
+	n = moat_rec_device_encode(&d, buf);
+	assert_int_equal(moat_rec_device_decode(buf, n, &got), MOAT_EMALFORMED);
+	d.nprops = 0;
+	d.versions = 1 << 1; /* not a protocol version */
+	n = moat_rec_device_encode(&d, buf);
+	assert_int_equal(moat_rec_device_decode(buf, n, &got), MOAT_EMALFORMED);
+	d.versions = 1 << 4;
+	d.client_id = (struct moat_rec_str){ NULL, 0 };
+	assert_int_equal(moat_rec_device_size(&d), 0);
+	buf[0] = 'W';
+	assert_int_equal(moat_rec_device_decode(buf, n, &got), MOAT_EVERSION);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -286,6 +367,8 @@ int main(void)
 		cmocka_unit_test(test_session_round_trip),
 		cmocka_unit_test(test_session_refusals),
 		cmocka_unit_test(test_delivery_round_trip_and_rules),
+		cmocka_unit_test(test_will_round_trip_and_rules),
+		cmocka_unit_test(test_device_round_trip_and_rules),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

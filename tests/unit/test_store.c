@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -403,6 +404,20 @@ static void test_group_is_one_commit(void **state)
 	moat_store_close(s);
 }
 
+/* One process per store: a second open (another moatd, `moat store` on a live store) is refused. */
+static void test_second_open_refused(void **state)
+{
+	struct moat_store *s = open_ok(MOAT_STORE_SYNC_OFF, 4);
+	char err[512];
+
+	(void)state;
+	assert_int_equal(open_refused(4, err, sizeof(err)), MOAT_EEXIST);
+	assert_non_null(strstr(err, "in use by another process"));
+	moat_store_close(s);
+	s = open_ok(MOAT_STORE_SYNC_OFF, 4);
+	moat_store_close(s);
+}
+
 static void test_bad_arguments(void **state)
 {
 	struct moat_store *s = open_ok(MOAT_STORE_SYNC_OFF, 4);
@@ -421,6 +436,277 @@ static void test_bad_arguments(void **state)
 	moat_store_close(NULL);
 }
 
+
+/* ---- key rotation, backup and restore ---- */
+
+/* Counts rows whose value is "v:" followed by their key. */
+static int count_matching(void *ctx, const uint8_t *k, size_t kn, const uint8_t *v, size_t vn)
+{
+	int *n = ctx;
+
+	assert_int_equal(vn, kn + 2);
+	assert_memory_equal(v, "v:", 2);
+	assert_memory_equal(v + 2, k, kn);
+	(*n)++;
+	return 0;
+}
+
+static int count_rows(struct moat_store *s, enum moat_store_table t, uint64_t *damaged)
+{
+	struct moat_store_load_stats st;
+	char err[256];
+	int n = 0;
+
+	assert_int_equal(moat_store_load(s, t, count_matching, &n, &st, err, sizeof(err)), 0);
+	if (damaged)
+		*damaged = st.damaged;
+	return n;
+}
+
+static void put_rows(struct moat_store *s, enum moat_store_table t, const char *prefix, int from,
+		     int to)
+{
+	char k[64], v[80];
+
+	for (int i = from; i < to; i++) {
+		snprintf(k, sizeof(k), "%s-%06d", prefix, i);
+		snprintf(v, sizeof(v), "v:%s", k);
+		put(s, t, k, v);
+	}
+}
+
+struct rekey_wait {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	int step_rc, done_rc;
+	bool stepped, done;
+};
+
+static void on_step(void *ctx, int rc)
+{
+	struct rekey_wait *w = ctx;
+
+	pthread_mutex_lock(&w->lock);
+	w->step_rc = rc;
+	w->stepped = true;
+	pthread_cond_broadcast(&w->cond);
+	pthread_mutex_unlock(&w->lock);
+}
+
+static void on_rekeyed(void *ctx, int rc)
+{
+	struct rekey_wait *w = ctx;
+
+	pthread_mutex_lock(&w->lock);
+	w->done_rc = rc;
+	w->done = true;
+	pthread_cond_broadcast(&w->cond);
+	pthread_mutex_unlock(&w->lock);
+}
+
+static void wait_for(struct rekey_wait *w, bool *flag)
+{
+	pthread_mutex_lock(&w->lock);
+	while (!*flag)
+		pthread_cond_wait(&w->cond, &w->lock);
+	pthread_mutex_unlock(&w->lock);
+}
+
+static void wait_rotation_done(struct moat_store *s)
+{
+	struct moat_store_stats st;
+
+	for (int i = 0; i < 2000; i++) {
+		moat_store_stats(s, &st);
+		if (!st.rotating)
+			return;
+		usleep(5000);
+	}
+	fail_msg("the rotation did not end");
+}
+
+/* A new operator key, online: writes go on during the walk; afterwards only the new key opens. */
+static void test_rekey_online(void **state)
+{
+	struct rekey_wait w = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, 0 };
+	struct moat_store *s = open_ok(MOAT_STORE_SYNC_BATCH, 0x11);
+	struct moat_store_stats st;
+	uint8_t newkey[MOAT_SEAL_KEY_LEN], nk_before[32], nk_after[32];
+	uint64_t damaged;
+	char err[512];
+
+	(void)state;
+	memset(newkey, 0x22, sizeof(newkey));
+	put_rows(s, MOAT_STORE_RETAINED, "r", 0, 1500);
+	put_rows(s, MOAT_STORE_SESSIONS, "s", 0, 300);
+	put_rows(s, MOAT_STORE_MESSAGES, "m", 0, 700);
+	assert_int_equal(moat_store_name_key(s, "client", "c1", 2, nk_before), 0);
+	moat_store_flush(s);
+	moat_store_stats(s, &st);
+	assert_int_equal(st.generation, 1);
+	assert_int_equal(moat_store_rekey(s, newkey, on_step, on_rekeyed, &w), 0);
+	/* writes queued during the walk: new rows, replaced rows, deleted rows */
+	put_rows(s, MOAT_STORE_RETAINED, "r", 1500, 1800);
+	put_rows(s, MOAT_STORE_MESSAGES, "m", 0, 100);
+	for (int i = 0; i < 50; i++) {
+		char k[32];
+		snprintf(k, sizeof(k), "s-%06d", i);
+		assert_int_equal(moat_store_del(s, MOAT_STORE_SESSIONS, k, strlen(k), NULL, NULL), 0);
+	}
+	wait_for(&w, &w.stepped);
+	assert_int_equal(w.step_rc, 0);
+	wait_for(&w, &w.done);
+	assert_int_equal(w.done_rc, 0);
+	moat_store_stats(s, &st);
+	assert_int_equal(st.generation, 2);
+	assert_false(st.rotating);
+	/* row keys stay what they were: the name key does not rotate */
+	assert_int_equal(moat_store_name_key(s, "client", "c1", 2, nk_after), 0);
+	assert_memory_equal(nk_before, nk_after, 32);
+	moat_store_close(s);
+
+	assert_int_equal(open_refused(0x11, err, sizeof(err)), MOAT_ECONFIG);
+	s = open_ok(MOAT_STORE_SYNC_BATCH, 0x22);
+	assert_int_equal(count_rows(s, MOAT_STORE_RETAINED, &damaged), 1800);
+	assert_int_equal(damaged, 0);
+	assert_int_equal(count_rows(s, MOAT_STORE_SESSIONS, &damaged), 250);
+	assert_int_equal(damaged, 0);
+	assert_int_equal(count_rows(s, MOAT_STORE_MESSAGES, &damaged), 700);
+	assert_int_equal(damaged, 0);
+	moat_store_stats(s, &st);
+	assert_false(st.rotating);
+	moat_store_close(s);
+}
+
+/* A rotation cut short by a close goes on at the next open; every row opens meanwhile. */
+static void test_rekey_resumes_after_close(void **state)
+{
+	struct rekey_wait w = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, 0 };
+	struct moat_store *s = open_ok(MOAT_STORE_SYNC_OFF, 0x31);
+	struct moat_store_stats st;
+	uint64_t damaged;
+
+	(void)state;
+	put_rows(s, MOAT_STORE_MESSAGES, "m", 0, 20000);
+	moat_store_flush(s);
+	assert_int_equal(moat_store_rekey(s, NULL, on_step, on_rekeyed, &w), 0);
+	wait_for(&w, &w.stepped);
+	assert_int_equal(w.step_rc, 0);
+	moat_store_close(s); /* 20000 rows: the walk has not finished */
+	assert_true(w.done);
+	assert_int_equal(w.done_rc, MOAT_ECLOSED);
+
+	s = open_ok(MOAT_STORE_SYNC_OFF, 0x31);
+	moat_store_stats(s, &st);
+	assert_int_equal(st.generation, 2);
+	/* mid-walk rows are under either key: all open */
+	assert_int_equal(count_rows(s, MOAT_STORE_MESSAGES, &damaged), 20000);
+	assert_int_equal(damaged, 0);
+	wait_rotation_done(s);
+	moat_store_close(s);
+	s = open_ok(MOAT_STORE_SYNC_OFF, 0x31);
+	moat_store_stats(s, &st);
+	assert_false(st.rotating);
+	assert_int_equal(count_rows(s, MOAT_STORE_MESSAGES, &damaged), 20000);
+	assert_int_equal(damaged, 0);
+	moat_store_close(s);
+}
+
+/* The data key rotates by itself once rotate_at values were sealed under it. */
+static void test_rotation_at_seal_limit(void **state)
+{
+	struct moat_store_conf c = conf(MOAT_STORE_SYNC_OFF, 0x41);
+	struct moat_store_stats st;
+	struct moat_store *s;
+	uint64_t damaged;
+	char err[256];
+
+	(void)state;
+	c.rotate_at = 500;
+	assert_int_equal(moat_store_open(&c, &s, err, sizeof(err)), 0);
+	for (int round = 0; round < 4; round++) {
+		put_rows(s, MOAT_STORE_RETAINED, "r", round * 200, round * 200 + 200);
+		moat_store_flush(s);
+	}
+	wait_rotation_done(s);
+	moat_store_stats(s, &st);
+	assert_true(st.generation >= 2);
+	assert_true(st.sealed < 500 + 800);
+	moat_store_close(s);
+	/* the count survives a reopen */
+	assert_int_equal(moat_store_open(&c, &s, err, sizeof(err)), 0);
+	assert_int_equal(count_rows(s, MOAT_STORE_RETAINED, &damaged), 800);
+	assert_int_equal(damaged, 0);
+	moat_store_close(s);
+}
+
+static void test_backup_and_restore(void **state)
+{
+	struct moat_store *s = open_ok(MOAT_STORE_SYNC_ALWAYS, 0x51);
+	char backup[400], other[400], aside[600], err[512], cmd[1400];
+	uint8_t key[MOAT_SEAL_KEY_LEN], wrong[MOAT_SEAL_KEY_LEN];
+	uint64_t damaged;
+	struct stat stt;
+
+	(void)state;
+	memset(key, 0x51, sizeof(key));
+	memset(wrong, 0x52, sizeof(wrong));
+	snprintf(backup, sizeof(backup), "%s/backup.db", dir);
+	snprintf(other, sizeof(other), "%s/restored", dir);
+	put_rows(s, MOAT_STORE_RETAINED, "r", 0, 1000);
+	put_rows(s, MOAT_STORE_SESSIONS, "s", 0, 10);
+	assert_int_equal(moat_store_backup(s, backup, false, err, sizeof(err)), 0);
+	assert_int_equal(stat(backup, &stt), 0);
+	assert_int_equal(stt.st_mode & 077, 0);
+	/* never replaces a file unless asked */
+	assert_int_equal(moat_store_backup(s, backup, false, err, sizeof(err)), MOAT_EEXIST);
+	put_rows(s, MOAT_STORE_RETAINED, "r", 1000, 1100); /* after the backup: not in it */
+	assert_int_equal(moat_store_backup(s, backup, true, err, sizeof(err)), 0);
+	put_rows(s, MOAT_STORE_RETAINED, "r", 1100, 1200);
+	moat_store_close(s);
+
+	/* the copy restores into a directory of its own */
+	assert_int_equal(moat_store_restore(other, backup, wrong, aside, sizeof(aside), err,
+					    sizeof(err)),
+			 MOAT_ECONFIG);
+	assert_non_null(strstr(err, "the key does not open"));
+	assert_int_equal(moat_store_restore(other, backup, key, aside, sizeof(aside), err,
+					    sizeof(err)),
+			 0);
+	assert_string_equal(aside, "");
+	struct moat_store_conf c = conf(MOAT_STORE_SYNC_ALWAYS, 0x51);
+	c.dir = other;
+	assert_int_equal(moat_store_open(&c, &s, err, sizeof(err)), 0);
+	assert_int_equal(count_rows(s, MOAT_STORE_RETAINED, &damaged), 1100);
+	assert_int_equal(count_rows(s, MOAT_STORE_SESSIONS, &damaged), 10);
+	assert_int_equal(damaged, 0);
+	moat_store_close(s);
+
+	/* over an existing store: that one is moved aside, not lost */
+	assert_int_equal(moat_store_restore(dir, backup, key, aside, sizeof(aside), err,
+					    sizeof(err)),
+			 0);
+	assert_non_null(strstr(aside, "moat.db.before-restore-"));
+	assert_int_equal(stat(aside, &stt), 0);
+	s = open_ok(MOAT_STORE_SYNC_ALWAYS, 0x51);
+	assert_int_equal(count_rows(s, MOAT_STORE_RETAINED, &damaged), 1100);
+	moat_store_close(s);
+
+	/* garbage and truncated copies are refused, the store left as it was */
+	snprintf(cmd, sizeof(cmd), "head -c 5000 '%s' > '%s/trunc.db' && echo garbage > '%s/garbage.db'",
+		 backup, dir, dir);
+	assert_int_equal(system(cmd), 0);
+	snprintf(other, sizeof(other), "%s/trunc.db", dir);
+	assert_true(moat_store_restore(dir, other, key, aside, sizeof(aside), err, sizeof(err)) < 0);
+	snprintf(other, sizeof(other), "%s/garbage.db", dir);
+	assert_true(moat_store_restore(dir, other, key, aside, sizeof(aside), err, sizeof(err)) < 0);
+	snprintf(other, sizeof(other), "%s/missing.db", dir);
+	assert_true(moat_store_restore(dir, other, key, aside, sizeof(aside), err, sizeof(err)) < 0);
+	s = open_ok(MOAT_STORE_SYNC_ALWAYS, 0x51);
+	assert_int_equal(count_rows(s, MOAT_STORE_RETAINED, &damaged), 1100);
+	moat_store_close(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -437,6 +723,11 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_delete_by_prefix, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_group_is_one_commit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_arguments, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_second_open_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rekey_online, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rekey_resumes_after_close, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rotation_at_seal_limit, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_backup_and_restore, setup, teardown),
 	};
 
 	moat_log_setup(-1, MOAT_LOG_LVL_ERROR, false);
