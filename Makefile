@@ -54,7 +54,7 @@ BROKER_SRC := src/broker/admin.c src/broker/admin_clients.c src/broker/admin_eve
 	src/broker/mount.c src/broker/persist.c src/broker/msg.c src/broker/publish.c \
 	src/broker/retain.c src/broker/session.c src/broker/subs.c src/broker/sys.c src/broker/worker.c
 CLI_SRC := src/cli/moat.c src/cli/args.c src/cli/audit.c src/cli/client.c src/cli/client_in.c src/cli/netargs.c src/cli/passwd.c src/cli/propargs.c src/cli/pub.c \
-	src/cli/store.c src/cli/sub.c src/cli/subfmt.c src/cli/ctl.c
+	src/cli/store.c src/cli/sub.c src/cli/subfmt.c src/cli/bench.c src/cli/bench_conn.c src/cli/bench_stats.c src/cli/ctl.c
 
 SECURITY_SRC := src/security/acl.c src/security/audit.c src/security/ban.c src/security/event.c \
 	src/security/passwd.c src/security/pool.c src/security/scram.c src/security/sentinel.c
@@ -198,6 +198,14 @@ $(BUILD)/bench/acl_bench: bench/acl_bench.c $(DAEMON_LIB) $(LIB)
 
 bench-acl: $(BUILD)/bench/acl_bench
 	$(BUILD)/bench/acl_bench
+
+# The side-by-side benchmark (docs/benchmarks.md): moatd against Debian's
+# mosquitto under `moat bench`, built with the release flags of this build
+# directory. BENCH_QUICK=1 runs each scenario once, shortly (< 2 minutes).
+.PHONY: bench
+bench: all
+	MOATD=$(abspath $(BUILD))/moatd MOAT=$(abspath $(BUILD))/moat BENCH_QUICK=$(BENCH_QUICK) \
+		/usr/bin/python3 bench/run
 
 # ---- running ----
 

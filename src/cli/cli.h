@@ -13,5 +13,6 @@ int moat_cmd_passwd(int argc, char **argv);
 int moat_cmd_audit(int argc, char **argv);
 int moat_cmd_store(int argc, char **argv);
 int moat_cmd_ctl(int argc, char **argv);
+int moat_cmd_bench(int argc, char **argv);
 
 #endif

@@ -30,6 +30,7 @@ static const struct command commands[] = {
 	{"audit", moat_cmd_audit, "audit log tools: verify its hash chain"},
 	{"store", moat_cmd_store, "durable store tools: make a key, check a store"},
 	{"ctl", moat_cmd_ctl, "control a running broker through its admin socket"},
+	{"bench", moat_cmd_bench, "load generator: throughput, latency, loss (see docs/benchmarks.md)"},
 	{"help", cmd_help, "print this help"},
 	{"--version", cmd_version, "print the version (also -V)"},
 	{"-V", cmd_version, NULL},
