@@ -98,11 +98,35 @@ def settled(d, timeout=20):
     assert same >= 3, "the store did not settle: %r" % (last,)
 
 
+def keep_pubrel_on_retry(c):
+    """Works around a paho-mqtt 1.6.1 bug that would fail the crash test for the client's sake.
+
+    Every reconnect attempt runs Client._messages_reconnect_reset_out before it opens the
+    socket. The first turns a QoS 2 message waiting for PUBCOMP into "resend PUBREL"; a
+    second attempt (the first failed: the broker was still down) finds that state and
+    makes it "publish", so the message goes out again as a new PUBLISH with DUP 0 and the
+    same packet id. After its PUBREL that is a new message to any broker [MQTT-4.3.3], and
+    the subscriber gets it twice. This keeps such a message at "resend PUBREL".
+    """
+    reset = c._messages_reconnect_reset_out
+
+    def reset_keeping_pubrel():
+        with c._out_message_mutex:
+            pubrel = [m for m in c._out_messages.values()
+                      if m.qos == 2 and m.state == mqtt.mqtt_ms_resend_pubrel]
+        reset()
+        with c._out_message_mutex:
+            for m in pubrel:
+                m.state = mqtt.mqtt_ms_resend_pubrel
+    c._messages_reconnect_reset_out = reset_keeping_pubrel
+
+
 def client(port, cid, version=4, persistent=True, **kw):
     if version == 5:
         c = mqtt.Client(client_id=cid, protocol=mqtt.MQTTv5)
     else:
         c = mqtt.Client(client_id=cid, protocol=mqtt.MQTTv311, clean_session=not persistent)
+    keep_pubrel_on_retry(c)
     c.got = []
     c.lock = threading.Lock()
 
