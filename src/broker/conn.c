@@ -178,6 +178,7 @@ void conn_free(struct moat_conn *c)
 	moat_msg_unref(c->will);
 	auth_conn_free(c);
 	free(c->username);
+	free(c->pending);
 	free(c);
 }
 
@@ -858,12 +859,30 @@ void conn_disconnect(struct moat_conn *c, uint8_t reason, const char *why)
 
 /* ---- time ---- */
 
+/*
+ * Gives a drained output queue's buffers back: most of a broker's
+ * connections are idle most of the time, and their buffers (a few hundred
+ * bytes each) would otherwise be the larger part of what an idle connection
+ * holds. Once a second at most, so a busy connection allocates them again
+ * at most that often.
+ */
+static void out_release(struct out *o)
+{
+	if (o->nseg || (!o->buf && !o->seg))
+		return;
+	free(o->buf);
+	free(o->seg);
+	memset(o, 0, sizeof(*o));
+}
+
 void conn_tick(struct moat_worker *w, int64_t now)
 {
 	struct moat_conn *c, *next;
 
 	for (c = w->conns; c; c = next) {
 		next = c->next;
+		if (!c->dirty)
+			out_release(&c->out);
 		if (c->paused_until) {
 			guard_tick(c, now);
 			if (!c->paused_until && c->state != C_CLOSING) {

@@ -83,7 +83,11 @@ int connect_route(struct moat_conn *c, struct moat_mqtt_packet *p)
 	 * The packet's slices point into c's input buffer and c itself: both travel
 	 * with c. From the push on, c belongs to the home worker.
 	 */
-	c->pending = *p;
+	if (!(c->pending = malloc(sizeof(*c->pending)))) {
+		conn_close(c, "out of memory");
+		return -1;
+	}
+	*c->pending = *p;
 	c->has_pending = true;
 	conn_detach(c);
 	worker_push_now(home, (struct item){.kind = IT_ADOPT, .conn = c});

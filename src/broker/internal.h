@@ -297,8 +297,9 @@ struct moat_conn {
 	/* will of this connection */
 	struct moat_msg *will;
 	uint32_t will_delay;
-	/* CONNECT decoded by the accepting worker, handled by the home worker */
-	struct moat_mqtt_packet pending;
+	/* CONNECT decoded by the accepting worker, handled by the home worker (on the heap:
+	   a decoded packet is large, and only connections changing worker need one) */
+	struct moat_mqtt_packet *pending;
 	bool has_pending;
 	char assigned_id[40];
 	bool id_assigned;

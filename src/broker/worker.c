@@ -63,6 +63,7 @@ static void item_drop(struct item *it)
 	if (it->kind == IT_ADOPT) {
 		moat_transport_free(it->conn->tr);
 		moat_mqtt_framer_free(&it->conn->in);
+		free(it->conn->pending);
 		free(it->conn);
 		return;
 	}
@@ -120,11 +121,15 @@ static void flush_outboxes(struct moat_worker *w)
 
 static void adopt(struct moat_worker *w, struct moat_conn *c)
 {
+	struct moat_mqtt_packet p = *c->pending;
+
 	conn_attach(w, c);
+	free(c->pending);
+	c->pending = NULL;
 	c->has_pending = false;
 	if (c->state == C_CLOSING)
 		return;
-	if (handle_connect(c, &c->pending) == 0)
+	if (handle_connect(c, &p) == 0)
 		conn_process(c); /* packets that came right behind the CONNECT */
 }
 
