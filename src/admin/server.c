@@ -41,6 +41,7 @@
 
 #include "admin/admin.h"
 #include "core/error.h"
+#include "core/hex.h"
 
 /* ---- characters ---- */
 
@@ -60,17 +61,6 @@ static bool is_target_char(unsigned char c)
 static bool is_vbyte(unsigned char c)
 {
 	return c == '\t' || (c >= 0x20 && c != 0x7F);
-}
-
-static int hexval(unsigned char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
 }
 
 static bool eq_nocase(const char *v, size_t n, const char *s)
@@ -97,8 +87,8 @@ static const char *store(struct moat_admin_req *req, const char *s, size_t n, bo
 
 			if (i + 2 >= n)
 				return NULL;
-			h = hexval((unsigned char)s[i + 1]);
-			l = hexval((unsigned char)s[i + 2]);
+			h = moat_hex_digit((unsigned char)s[i + 1]);
+			l = moat_hex_digit((unsigned char)s[i + 2]);
 			if (h < 0 || l < 0 || (h | l) == 0)
 				return NULL; /* a bad escape, or %00 */
 			c = (unsigned char)(h << 4 | l);
@@ -192,8 +182,8 @@ static int parse_request_line(struct moat_admin_req *req, const char *l, size_t 
 	for (i = 0; i < tlen; i++) {
 		if (!is_target_char((unsigned char)t[i]))
 			return refuse(req, 400, "a character not allowed in the request target");
-		if (t[i] == '%' && (i + 2 >= tlen || hexval((unsigned char)t[i + 1]) < 0 ||
-				    hexval((unsigned char)t[i + 2]) < 0))
+		if (t[i] == '%' && (i + 2 >= tlen || moat_hex_digit((unsigned char)t[i + 1]) < 0 ||
+				    moat_hex_digit((unsigned char)t[i + 2]) < 0))
 			return refuse(req, 400, "a bad percent-escape in the request target");
 	}
 	i = n - (size_t)(sp2 + 1 - l);

@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "core/hex.h"
 
 enum {
 	ABSPATH = 1,            /* the positional is a file name, made absolute */
@@ -691,10 +692,9 @@ static bool error_of(const char *s, size_t n, struct buf *out)
 			int k;
 
 			for (k = 1; k <= 4; k++) {
-				char h = i + (size_t)k < n ? s[i + (size_t)k] : 'x';
-				cp = cp << 4 | (unsigned)(h >= '0' && h <= '9' ? h - '0'
-						     : h >= 'a' && h <= 'f' ? h - 'a' + 10
-						     : h >= 'A' && h <= 'F' ? h - 'A' + 10 : 0);
+				int h = moat_hex_digit(i + (size_t)k < n ? (unsigned char)s[i + (size_t)k]
+									  : 'x');
+				cp = cp << 4 | (unsigned)(h < 0 ? 0 : h);
 			}
 			i += 4;
 			put_cp(out, cp >= 0xd800 && cp < 0xe000 ? '?' : cp);

@@ -34,6 +34,7 @@
 
 #include "core/clock.h"
 #include "core/error.h"
+#include "core/hex.h"
 #include "core/log.h"
 #include "event/loop.h"
 
@@ -120,14 +121,6 @@ static void take_errors(const char *what)
 
 /* ---- the PSK table (psk_file: "identity:hexkey" lines, as Mosquitto's) ---- */
 
-static int hexval(char c)
-{
-	return c >= '0' && c <= '9' ? c - '0'
-	       : c >= 'a' && c <= 'f' ? c - 'a' + 10
-	       : c >= 'A' && c <= 'F' ? c - 'A' + 10
-				      : -1;
-}
-
 /* Decodes hex into key[MAX_PSK]. Returns the length, or -1. */
 static int unhex(const char *hex, uint8_t *key)
 {
@@ -136,7 +129,8 @@ static int unhex(const char *hex, uint8_t *key)
 	if (n == 0 || n % 2 || n / 2 > MAX_PSK)
 		return -1;
 	for (i = 0; i < n / 2; i++) {
-		int hi = hexval(hex[2 * i]), lo = hexval(hex[2 * i + 1]);
+		int hi = moat_hex_digit((unsigned char)hex[2 * i]),
+		    lo = moat_hex_digit((unsigned char)hex[2 * i + 1]);
 		if (hi < 0 || lo < 0)
 			return -1;
 		key[i] = (uint8_t)(hi << 4 | lo);

@@ -31,6 +31,7 @@
 
 #include "core/error.h"
 #include "core/file.h"
+#include "core/hex.h"
 
 #define ENC_INFO "moat store enc v1"
 #define MAC_INFO "moat store mac v1"
@@ -48,17 +49,6 @@ struct moat_seal {
 };
 
 /* ---- reading a key ---- */
-
-static int hex_val(uint8_t c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
 
 static bool is_space(uint8_t c)
 {
@@ -99,7 +89,7 @@ static int parse_key(const uint8_t *p, size_t n, const char *what, uint8_t key[M
 		return MOAT_ECONFIG;
 	}
 	for (i = 0; i < HEX_KEY_LEN; i++) {
-		int v = hex_val(p[i]);
+		int v = moat_hex_digit(p[i]);
 
 		if (v < 0) {
 			OPENSSL_cleanse(out, sizeof(out));
