@@ -134,6 +134,23 @@ def make_broker():
         assert rc == 0, "moatd exited with %r:\n%s" % (rc, b.output()[-4000:])
 
 
+def restartable(new):
+    """The body of a fixture making restartable brokers (objects with .b, a Broker, and
+    .stop()): yields a function calling new(*args), and stops those still running at
+    the end (a test may have killed one)."""
+    made = []
+
+    def make(*args, **kw):
+        obj = new(*args, **kw)
+        made.append(obj)
+        return obj
+
+    yield make
+    for obj in made:
+        if obj.b.proc.poll() is None:
+            obj.stop()
+
+
 # ---- raw MQTT, for what clients refuse to send ----
 
 def varint(n):

@@ -30,7 +30,7 @@ import time
 import paho.mqtt.client as mqtt
 import pytest
 
-from moatlib import MOAT, MOATD, Broker, connect5_packet, wait_for
+from moatlib import MOAT, MOATD, Broker, connect5_packet, restartable, wait_for
 from sentinellib import RawFrom, closed_at_accept, first_reply, uniq
 from test_persistence import client, keygen, payloads, stop, subscribe
 from tls_pki import pki  # noqa: F401
@@ -85,17 +85,7 @@ class Admin:
 
 @pytest.fixture
 def admin(tmp_path):
-    made = []
-
-    def make(extra=""):
-        a = Admin(tmp_path, extra)
-        made.append(a)
-        return a
-
-    yield make
-    for a in made:
-        if a.b.proc.poll() is None:
-            a.stop()
+    yield from restartable(lambda extra="": Admin(tmp_path, extra))
 
 
 def free_port_for_test():

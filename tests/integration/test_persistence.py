@@ -22,7 +22,7 @@ import time
 import paho.mqtt.client as mqtt
 import pytest
 
-from moatlib import MOAT, Broker, wait_for
+from moatlib import MOAT, Broker, restartable, wait_for
 
 MARK = "ZQX-PLAINTEXT-MARKER"
 
@@ -67,17 +67,7 @@ class Durable:
 
 @pytest.fixture
 def durable(tmp_path):
-    made = []
-
-    def make(extra=""):
-        d = Durable(tmp_path, extra)
-        made.append(d)
-        return d
-
-    yield make
-    for d in made:
-        if d.b.proc.poll() is None:
-            d.stop()
+    yield from restartable(lambda extra="": Durable(tmp_path, extra))
 
 
 def settled(d, timeout=20):

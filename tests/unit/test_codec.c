@@ -35,6 +35,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/hex.h"
 #include "mqtt/frame.h"
 #include "mqtt/packet.h"
 #include "mqtt/props.h"
@@ -50,17 +51,6 @@
 
 /* ---- helpers ---- */
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Decodes hex (whitespace ignored) into out[0..cap). Returns the byte count. */
 static size_t unhex(const char *hex, uint8_t *out, size_t cap)
 {
@@ -73,8 +63,8 @@ static size_t unhex(const char *hex, uint8_t *out, size_t cap)
 			hex++;
 			continue;
 		}
-		hi = hexval(hex[0]);
-		lo = hex[1] ? hexval(hex[1]) : -1;
+		hi = moat_hex_digit((unsigned char)hex[0]);
+		lo = hex[1] ? moat_hex_digit((unsigned char)hex[1]) : -1;
 		assert_true(hi >= 0 && lo >= 0);
 		assert_true(n < cap);
 		out[n++] = (uint8_t)(hi << 4 | lo);

@@ -32,6 +32,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/hex.h"
 #include "core/mem.h"
 #include "mqtt/frame.h"
 #include "mqtt/packet.h"
@@ -58,17 +59,6 @@
 
 static uint8_t wire[4096]; /* the packet under test; decoded slices point here */
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 static size_t unhex(const char *hex, uint8_t *out, size_t cap)
 {
 	size_t n = 0;
@@ -80,8 +70,8 @@ static size_t unhex(const char *hex, uint8_t *out, size_t cap)
 			hex++;
 			continue;
 		}
-		hi = hexval(hex[0]);
-		lo = hex[1] ? hexval(hex[1]) : -1;
+		hi = moat_hex_digit((unsigned char)hex[0]);
+		lo = hex[1] ? moat_hex_digit((unsigned char)hex[1]) : -1;
 		if (hi < 0 || lo < 0 || n >= cap)
 			fail_msg("bad hex in the test: %s", hex);
 		out[n++] = (uint8_t)(hi << 4 | lo);
