@@ -32,38 +32,13 @@ MOATD = os.environ.get("MOATD", os.path.join(ROOT, "build", "moatd"))
 MOAT = os.environ.get("MOAT", os.path.join(ROOT, "build", "moat"))
 MOSQUITTO = os.environ.get("MOSQUITTO", "/usr/sbin/mosquitto")
 
-
-def varint(n):
-    out = b""
-    while True:
-        b = n % 128
-        n //= 128
-        out += bytes([b | (0x80 if n else 0)])
-        if not n:
-            return out
-
-
-def mstr(s):
-    b = s.encode() if isinstance(s, str) else s
-    return struct.pack("!H", len(b)) + b
-
-
-def packet(first, body):
-    return bytes([first]) + varint(len(body)) + body
+sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+from moatlib import free_port, mqtt_str, packet  # noqa: E402  (the tests' raw MQTT helpers)
+from moatlib import connect_packet as _connect_packet  # noqa: E402
 
 
 def connect(cid, clean=True, keepalive=600):
-    flags = 0x02 if clean else 0
-    return packet(0x10, mstr("MQTT") + bytes([4, flags]) + struct.pack("!H", keepalive) +
-                  mstr(cid))
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+    return _connect_packet(cid, 4, clean, keepalive)
 
 
 class Conn:
@@ -136,7 +111,7 @@ def fill_retained(port, n, window=1000):
         while sent < n and sent - acked < window:
             pid = pid % 65535 + 1
             topic = "r/%d/%d" % (sent // 1000, sent % 1000)
-            batch.append(packet(0x33, mstr(topic) + struct.pack("!H", pid) + payload))
+            batch.append(packet(0x33, mqtt_str(topic) + struct.pack("!H", pid) + payload))
             sent += 1
         if batch:
             c.s.sendall(b"".join(batch))
@@ -155,7 +130,7 @@ def fill_sessions(port, n, parallel=200):
         for k in range(min(parallel, n - i)):
             c = Conn(port)
             cid = "sess-%d" % (i + k)
-            sub = packet(0x82, struct.pack("!H", 1) + mstr("s/%d" % (i + k)) + b"\x01")
+            sub = packet(0x82, struct.pack("!H", 1) + mqtt_str("s/%d" % (i + k)) + b"\x01")
             c.s.sendall(connect(cid, clean=False) + sub)
             conns.append(c)
         for c in conns:
@@ -174,7 +149,7 @@ def count_retained(port, expect, timeout=600):
     c = Conn(port)
     c.s.sendall(connect("counter"))
     c.connack()
-    c.s.sendall(packet(0x82, struct.pack("!H", 1) + mstr("r/#") + b"\x01"))
+    c.s.sendall(packet(0x82, struct.pack("!H", 1) + mqtt_str("r/#") + b"\x01"))
     topics = set()
     t0 = time.time()
     c.s.settimeout(10)
