@@ -172,16 +172,33 @@ void moat_sys_publish(struct moat_sys *sys)
 
 /* ---- security events ---- */
 
+static void heard(void *ctx, struct moat_session *s, uint8_t opts, uint32_t subid, bool shared)
+{
+	(void)s, (void)opts, (void)subid, (void)shared;
+	*(bool *)ctx = true;
+}
+
+/* Whether a subscription matches topic (the security events are not retained). */
+static bool listened(struct moat_sys *sys, const char *topic)
+{
+	bool any = false;
+
+	moat_subs_match(sys->b->subs, (const uint8_t *)topic, strlen(topic), heard, &any);
+	return any;
+}
+
 void moat_sys_security(struct moat_sys *sys, const struct moat_sec_event *e)
 {
 	/* the audit line's object (one JSON encoder for both), without its chain */
 	char payload[4096], topic[96];
-	size_t n = moat_audit_event_json(e, moat_wall_ms(), payload, sizeof(payload));
 	struct moat_msg *m;
+	size_t n;
 
-	if (!n)
-		return;
 	snprintf(topic, sizeof(topic), "$SYS/moat/security/%s", moat_sec_kind_name(e->kind));
+	/* a connection storm makes two events a connection: format them only for a listener */
+	if (!listened(sys, topic) || !(n = moat_audit_event_json(e, moat_wall_ms(), payload,
+								   sizeof(payload))))
+		return;
 	m = moat_msg_new(&sys->b->msg_mem, topic, strlen(topic), NULL, 0, payload, n, 0, false, 0, 0);
 	if (!m)
 		return;

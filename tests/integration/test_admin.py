@@ -75,8 +75,13 @@ class Admin:
     def ctl(self, *args, expect=0):
         return ctl(self.sock, *args, expect=expect)
 
-    def admin_events(self, what):
-        return [e for e in audit_events(self.audit, "admin") if what in e.get("reason", "")]
+    def admin_events(self, what, timeout=5):
+        """The admin events whose reason has what; waits for one to be there (the sentinel
+        writes the audit log a few milliseconds after an event: it gathers them)."""
+        def found():
+            return [e for e in audit_events(self.audit, "admin") if what in e.get("reason", "")]
+        wait_for(found, timeout)
+        return found()
 
     def stop(self):
         assert self.b.stop() == 0, self.b.output()[-3000:]
@@ -237,8 +242,9 @@ def test_lockdown_from_ctl_survives_reload(admin):
     assert a.ctl("status")["lockdown"] is True
     a.ctl("lockdown", "off")
     assert v5_connack(a.port, uniq("new"), "127.0.0.2") == 0
-    assert [e["reason"] for e in audit_events(a.audit, "lockdown")] == ["on (admin)",
-                                                                         "off (admin)"]
+    # the sentinel writes the audit log a few milliseconds later (it gathers events)
+    assert wait_for(lambda: [e["reason"] for e in audit_events(a.audit, "lockdown")] ==
+                    ["on (admin)", "off (admin)"], 5), audit_events(a.audit, "lockdown")
     inside.loop_stop()
     inside.disconnect()
     a.ctl("lockdown", "maybe", expect=1)
@@ -774,8 +780,10 @@ def test_admin_over_tcp_tls_token_and_certificate(tmp_path, pki):
         s.close()
         assert wait_for(lambda: [e for e in audit_events(audit, "admin")
                                  if "bearer token missing or wrong" in e.get("reason", "")], 5)
+        assert wait_for(lambda: [e for e in audit_events(audit, "admin")
+                                 if e.get("reason") == "lockdown on"], 5)
         ev = [e for e in audit_events(audit, "admin") if e.get("reason") == "lockdown on"]
-        assert ev and ev[0]["addr"].startswith("tcp 127.0.0.1:")
+        assert ev[0]["addr"].startswith("tcp 127.0.0.1:")
     finally:
         assert b.stop() == 0
         b.check_clean()
@@ -791,8 +799,10 @@ def test_admin_over_tcp_tls_token_and_certificate(tmp_path, pki):
         assert st is None  # another CA's
         st, body = _https(port, pki, "/v1/lockdown?state=off", cert=pki.dev1, method="POST")
         assert st == 200
+        assert wait_for(lambda: [e for e in audit_events(audit, "admin")
+                                 if e.get("reason") == "lockdown off"], 5)
         ev = [e for e in audit_events(audit, "admin") if e.get("reason") == "lockdown off"]
-        assert ev and "CN=device-1" in ev[-1]["addr"]
+        assert "CN=device-1" in ev[-1]["addr"]
     finally:
         assert b.stop() == 0
         b.check_clean()
